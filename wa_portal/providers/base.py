@@ -157,6 +157,7 @@ class OutboundMessage:
     html: str | None = None  # email
     reply_to: str | None = None  # provider id of the message this answers
     client_ref: str | None = None  # our own id, echoed back where the provider allows
+    conversation_ref: str | None = None  # the provider's own thread id (Chatwoot conversation id)
     status_callback_url: str | None = None  # Twilio StatusCallback
 
 
@@ -193,6 +194,7 @@ class InboundMessage:
     reply_to_provider_id: str | None = None  # context.id
     channel: Channel = Channel.WHATSAPP
     route_key: str | None = None  # which of our numbers it was sent to (Meta phone_number_id …)
+    conversation_ref: str | None = None  # the provider's own thread id (Chatwoot conversation id)
     extra: Mapping[str, Any] = field(default_factory=dict)  # location, contacts, reaction emoji …
     raw: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,39 @@
+"""Shared HTTP plumbing for adapters: one pooled session, timeouts, and transport errors as ProviderError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from .errors import ErrorKind, ProviderError
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 20.0
+
+_session = requests.Session()
+# Providers are reached directly; a proxy from the environment must not capture loopback emulators.
+_session.trust_env = False
+
+
+def session() -> requests.Session:
+    return _session
+
+
+def request(method: str, url: str, *, provider: str, **kwargs: Any) -> requests.Response:
+    """Make a request; connection problems and timeouts become retryable ProviderErrors."""
+    kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
+    try:
+        return _session.request(method, url, **kwargs)
+    except requests.Timeout as exc:
+        raise ProviderError(ErrorKind.RETRYABLE, "timeout", f"{provider} did not answer in time") from exc
+    except requests.ConnectionError as exc:
+        raise ProviderError(ErrorKind.RETRYABLE, "connection", f"Could not reach {provider}") from exc
+
+
+def retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
