@@ -1,0 +1,25 @@
+"""Thin RQ entry points: load ids, call one service."""
+
+from __future__ import annotations
+
+from ..services import delivery, ingest, media, sandbox, sweeper
+
+
+def ingest_event(event_id: int) -> None:
+    ingest.process_event(event_id)
+
+
+def deliver_message(message_id: int) -> None:
+    delivery.deliver(message_id)
+
+
+def download_media(message_id: int) -> None:
+    media.download(message_id)
+
+
+def sweep() -> str:
+    return str(sweeper.sweep())
+
+
+def sandbox_post(connection_id: int, body_json: str, base_url: str) -> int:
+    return sandbox.post_webhook(connection_id, body_json, base_url)

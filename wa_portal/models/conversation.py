@@ -1,0 +1,127 @@
+"""A thread with one contact over one connection, and the messages in it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, ClinicScoped, TimestampMixin
+from .clinic import User
+from .connection import Connection
+from .contact import Contact
+
+WINDOW = timedelta(hours=24)
+
+
+class ConversationStatus(StrEnum):
+    BOT = "bot"  # the assistant answers first
+    AWAITING_HUMAN = "awaiting_human"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+class Conversation(ClinicScoped, TimestampMixin, Base):
+    __tablename__ = "conversation"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "contact_id"),
+        Index("ix_conversation_clinic_last", "clinic_id", "last_message_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"), index=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    status: Mapped[ConversationStatus] = mapped_column(String(16), default=ConversationStatus.AWAITING_HUMAN)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    last_inbound_at: Mapped[datetime | None]  # opens the 24-hour customer-service window
+    last_message_at: Mapped[datetime | None]
+    last_message_preview: Mapped[str] = mapped_column(String(200), default="")
+    awaiting_since: Mapped[datetime | None]
+    unread_count: Mapped[int] = mapped_column(default=0)
+    provider_thread_ref: Mapped[str | None] = mapped_column(String(100))  # Chatwoot conversation id
+
+    connection: Mapped[Connection] = relationship()
+    contact: Mapped[Contact] = relationship()
+    assignee: Mapped[User | None] = relationship()
+
+    def window_open(self, now: datetime) -> bool:
+        return self.last_inbound_at is not None and now - self.last_inbound_at < WINDOW
+
+    def window_closes_at(self) -> datetime | None:
+        return self.last_inbound_at + WINDOW if self.last_inbound_at else None
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class MessageStatus(StrEnum):
+    RECEIVED = "received"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+# A status only moves forward; "failed" can follow any state except read (a late failure after
+# read would be nonsense from the patient's point of view).
+STATUS_RANK = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.READ: 4,
+}
+
+
+class AuthorType(StrEnum):
+    PATIENT = "patient"
+    STAFF = "staff"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class Message(ClinicScoped, TimestampMixin, Base):
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "provider_message_id"),
+        Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        Index("ix_message_status_updated", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    direction: Mapped[Direction] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(20), default="text")
+    body: Mapped[str] = mapped_column(Text, default="")
+    author_type: Mapped[AuthorType] = mapped_column(String(16))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    status: Mapped[MessageStatus] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16), default="whatsapp")
+    error_code: Mapped[str | None] = mapped_column(String(40))
+    error_detail: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]  # a scheduled retry: the sweeper leaves it alone until then
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    read_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    # Media: stored by the storage service under a clinic-prefixed key.
+    media_key: Mapped[str | None] = mapped_column(String(300))
+    media_mime: Mapped[str | None] = mapped_column(String(100))
+    media_filename: Mapped[str | None] = mapped_column(String(255))
+    media_size: Mapped[int | None]
+    media_status: Mapped[str | None] = mapped_column(String(16))  # pending | stored | failed
+    # Provider-specific leftovers worth keeping: button payloads, location, template variables.
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    conversation: Mapped[Conversation] = relationship()
+    author: Mapped[User | None] = relationship()

@@ -1,0 +1,251 @@
+"""Turn stored webhook events into contacts, conversations, messages and statuses.
+
+Idempotent: a message already stored under its provider id is skipped, a status only
+moves forward, and an event already processed is left alone, so the sweeper may
+re-run any event safely.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..extensions import db
+from ..models import (
+    STATUS_RANK,
+    AuthorType,
+    Clinic,
+    Connection,
+    Direction,
+    Message,
+    MessageStatus,
+    WebhookEvent,
+    WebhookState,
+    utcnow,
+)
+from ..providers.base import (
+    MEDIA_KINDS,
+    ConnectionEvent,
+    InboundMessage,
+    ProviderEvent,
+    StatusUpdate,
+    WebhookError,
+)
+from . import connections, conversations, realtime
+from .webhooks import request_from_event
+
+log = logging.getLogger(__name__)
+
+STATUS_MAP = {
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.READ,
+    "played": MessageStatus.READ,
+    "failed": MessageStatus.FAILED,
+}
+
+
+def process_event(event_id: int) -> None:
+    """Ingest one stored webhook event (safe to call twice)."""
+    event = db.session.get(WebhookEvent, event_id)
+    if event is None or event.state == WebhookState.PROCESSED:
+        return
+    conn = db.session.get(Connection, event.connection_id)
+    if conn is None:
+        return
+    adapter = connections.adapter_for(conn)
+    req = request_from_event(event)
+    try:
+        parsed = adapter.parse_webhook(req)
+    except WebhookError as exc:
+        event.state = WebhookState.FAILED
+        event.error = f"unreadable: {exc}"[:500]
+        db.session.commit()
+        log.warning("webhook event %s could not be parsed", event_id)
+        return
+    event.attempts = (event.attempts or 0) + 1
+    notices: list[tuple[int, str, dict[str, object]]] = []
+    try:
+        for item in parsed:
+            target = _route(conn, item, req, cache={})
+            if target is None:
+                continue
+            notices.extend(apply(target, item))
+        event.state = WebhookState.PROCESSED
+        event.processed_at = utcnow()
+        db.session.commit()
+    except IntegrityError:
+        # Another worker stored the same message between our check and insert: nothing is lost;
+        # the event is re-run from the start and skips what exists now.
+        db.session.rollback()
+        log.info("webhook event %s raced with another worker; re-running", event_id)
+        process_event(event_id)
+        return
+    for clinic_id, name, data in notices:
+        realtime.publish(clinic_id, name, **data)
+    _after_commit(notices)
+
+
+def _route(conn: Connection, item: ProviderEvent, req, cache: dict[int, bool]) -> Connection | None:
+    """The connection an event is for: one batched POST may carry several of our numbers.
+
+    An event routed to a connection other than the one that verified the request is only
+    accepted when that connection's own secret verifies the same request too.
+    """
+    key = getattr(item, "route_key", None)
+    if not key or key in {r.route_key for r in conn.routes}:
+        return conn
+    for other in connections.candidates_for(conn.provider, [key]):
+        ok = cache.get(other.id)
+        if ok is None:
+            ok = cache[other.id] = connections.adapter_for(other).verify_webhook(req)
+        if ok:
+            return other
+    log.warning("event for an unverified route dropped (connection %s)", conn.id)
+    return None
+
+
+def apply(conn: Connection, item: ProviderEvent) -> list[tuple[int, str, dict[str, object]]]:
+    if isinstance(item, InboundMessage):
+        return record_inbound(conn, item)
+    if isinstance(item, StatusUpdate):
+        return apply_status(conn, item)
+    if isinstance(item, ConnectionEvent):
+        return apply_connection_event(conn, item)
+    return []
+
+
+def record_inbound(conn: Connection, item: InboundMessage) -> list[tuple[int, str, dict[str, object]]]:
+    exists = db.session.scalar(
+        select(Message.id).where(
+            Message.connection_id == conn.id, Message.provider_message_id == item.provider_message_id
+        )
+    )
+    if exists:
+        return []
+    clinic = db.session.get(Clinic, conn.clinic_id)
+    assert clinic is not None
+    contact = conversations.get_or_create_contact(
+        clinic=clinic, phone=item.from_phone, name=item.contact_name
+    )
+    conv = conversations.get_or_create(connection=conn, contact=contact)
+    if item.conversation_ref:
+        conv.provider_thread_ref = item.conversation_ref
+    msg = Message(
+        clinic_id=conn.clinic_id,
+        conversation_id=conv.id,
+        connection_id=conn.id,
+        direction=Direction.IN,
+        kind=item.kind.value,
+        body=item.text,
+        author_type=AuthorType.PATIENT,
+        status=MessageStatus.RECEIVED,
+        provider_message_id=item.provider_message_id,
+        channel=item.channel.value,
+        created_at=item.timestamp,
+        extra={
+            k: v
+            for k, v in {
+                "button_payload": item.button_payload,
+                "reply_to": item.reply_to_provider_id,
+                **dict(item.extra),
+            }.items()
+            if v is not None
+        },
+    )
+    if item.media is not None and item.kind in MEDIA_KINDS:
+        msg.media_status = "pending"
+        msg.media_mime = item.media.mime_type
+        msg.media_filename = item.media.filename
+        msg.extra = {
+            **msg.extra,
+            "media_ref": {"id": item.media.provider_media_id, "url": item.media.url},
+        }
+    db.session.add(msg)
+    conversations.touch(conv, at=item.timestamp, preview=_preview(item), inbound=True)
+    db.session.flush()
+    return [(conn.clinic_id, "message", {"conversation_id": conv.id, "message_id": msg.id, "inbound": True})]
+
+
+def _preview(item: InboundMessage) -> str:
+    if item.text:
+        return item.text
+    return {"image": "📷 Photo", "document": "📄 Document", "audio": "🎤 Audio", "video": "🎬 Video"}.get(
+        item.kind.value, item.kind.value
+    )
+
+
+def apply_status(conn: Connection, item: StatusUpdate) -> list[tuple[int, str, dict[str, object]]]:
+    new = STATUS_MAP.get(item.status)
+    if new is None:
+        return []
+    msg = db.session.scalar(
+        select(Message).where(
+            Message.connection_id == conn.id, Message.provider_message_id == item.provider_message_id
+        )
+    )
+    if msg is None:
+        log.info("status for an unknown message on connection %s", conn.id)
+        return []
+    if not advance_status(msg, new, at=item.timestamp, code=item.error_code, detail=item.error_title):
+        return []
+    return [(conn.clinic_id, "status", {"conversation_id": msg.conversation_id, "message_id": msg.id})]
+
+
+def advance_status(
+    msg: Message, new: MessageStatus, *, at, code: str | None = None, detail: str | None = None
+) -> bool:
+    """Move a message's status forward only; returns whether anything changed."""
+    current = MessageStatus(msg.status)
+    if new == MessageStatus.FAILED:
+        if current in (MessageStatus.READ, MessageStatus.FAILED):
+            return False
+        msg.status = MessageStatus.FAILED
+        msg.failed_at = at
+        msg.error_code = code
+        msg.error_detail = (detail or "The provider reported the message as failed")[:500]
+        return True
+    if current == MessageStatus.FAILED or STATUS_RANK.get(new, -1) <= STATUS_RANK.get(current, -1):
+        return False
+    msg.status = new
+    if new in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ) and msg.sent_at is None:
+        msg.sent_at = at
+    if new in (MessageStatus.DELIVERED, MessageStatus.READ) and msg.delivered_at is None:
+        msg.delivered_at = at
+    if new == MessageStatus.READ:
+        msg.read_at = at
+    return True
+
+
+def apply_connection_event(
+    conn: Connection, item: ConnectionEvent
+) -> list[tuple[int, str, dict[str, object]]]:
+    data = dict(item.data)
+    if item.kind == "quality_update":
+        conn.messaging_limit = str(data.get("current_limit") or conn.messaging_limit or "") or None
+        event = str(data.get("event") or "")
+        if event in ("FLAGGED", "DOWNGRADE"):
+            conn.quality_rating = "YELLOW" if event == "FLAGGED" else "RED"
+        elif event in ("UNFLAGGED", "UPGRADE"):
+            conn.quality_rating = "GREEN"
+        conn.status_detail = f"Quality update: {event}"[:500]
+    elif item.kind == "session_status":
+        status = str(data.get("status") or "")
+        conn.status_detail = f"WhatsApp session: {status}"
+        from ..models import ConnectionStatus
+
+        conn.status = ConnectionStatus.CONNECTED if status == "WORKING" else ConnectionStatus.DEGRADED
+    return [(conn.clinic_id, "connection", {"connection_id": conn.id})]
+
+
+def _after_commit(notices: list[tuple[int, str, dict[str, object]]]) -> None:
+    """Start the follow-up work of new inbound messages (media download)."""
+    from ..jobs import MEDIA, enqueue, tasks
+
+    for _clinic_id, name, data in notices:
+        if name == "message" and data.get("inbound"):
+            msg = db.session.get(Message, data["message_id"])
+            if msg is not None and msg.media_status == "pending":
+                enqueue(tasks.download_media, msg.id, queue=MEDIA, job_id=f"media-{msg.id}")

@@ -1,0 +1,1 @@
+"""Blueprints: read the form, call one service, render."""
