@@ -106,6 +106,13 @@ class Message(ClinicScoped, TimestampMixin, Base):
     status: Mapped[MessageStatus] = mapped_column(String(16))
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(16), default="whatsapp")
+    # Why it was sent: reply, note, confirmation, reminder_7d, reminder_1d, reminder_2h, cancellation,
+    # reschedule, broadcast, consent, assistant, test … (the notification log filters on it).
+    purpose: Mapped[str] = mapped_column(String(32), default="reply", index=True)
+    critical: Mapped[bool] = mapped_column(default=False)  # fallback when not delivered in time
+    template_name: Mapped[str | None] = mapped_column(String(120))
+    template_language: Mapped[str | None] = mapped_column(String(16))
+    template_params: Mapped[list[str] | None] = mapped_column(JSON)
     error_code: Mapped[str | None] = mapped_column(String(40))
     error_detail: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(default=0)

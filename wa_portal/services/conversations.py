@@ -68,7 +68,12 @@ def get_or_create_contact(*, clinic: Clinic, phone: str, name: str | None) -> Co
     return contact
 
 
-def get_or_create(*, connection: Connection, contact: Contact) -> Conversation:
+def get_or_create(
+    *,
+    connection: Connection,
+    contact: Contact,
+    initial_status: ConversationStatus = ConversationStatus.AWAITING_HUMAN,
+) -> Conversation:
     conv = db.session.scalar(
         select(Conversation).where(
             Conversation.connection_id == connection.id, Conversation.contact_id == contact.id
@@ -79,7 +84,7 @@ def get_or_create(*, connection: Connection, contact: Contact) -> Conversation:
             clinic_id=connection.clinic_id,
             connection_id=connection.id,
             contact_id=contact.id,
-            status=ConversationStatus.AWAITING_HUMAN,
+            status=initial_status,
         )
         db.session.add(conv)
         db.session.flush()
@@ -95,7 +100,7 @@ def touch(conv: Conversation, *, at: datetime, preview: str, inbound: bool) -> N
         if conv.last_inbound_at is None or at > conv.last_inbound_at:
             conv.last_inbound_at = at
         conv.unread_count = (conv.unread_count or 0) + 1
-        if conv.status == ConversationStatus.CLOSED:
+        if conv.status in (ConversationStatus.CLOSED, ConversationStatus.BOT):
             conv.status = ConversationStatus.AWAITING_HUMAN
         if conv.status == ConversationStatus.AWAITING_HUMAN and conv.awaiting_since is None:
             conv.awaiting_since = at

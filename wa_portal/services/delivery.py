@@ -8,7 +8,15 @@ from datetime import timedelta
 
 from ..extensions import db
 from ..models import Connection, Contact, Conversation, Message, MessageStatus, utcnow
-from ..providers.base import Channel, ErrorKind, MessageKind, OutboundMessage, ProviderError
+from ..providers.base import (
+    Button,
+    Channel,
+    ErrorKind,
+    MessageKind,
+    OutboundMessage,
+    ProviderError,
+    TemplateRef,
+)
 from . import connections, realtime
 from .phones import mask
 
@@ -30,7 +38,7 @@ def deliver(message_id: int) -> None:
     contact = db.session.get(Contact, conv.contact_id)
     assert contact is not None
     now = utcnow()
-    if msg.kind == "text" and not conv.window_open(now):
+    if msg.kind != "template" and not conv.window_open(now):
         _fail(msg, "window_closed", WINDOW_CLOSED_REASON)
         return
     msg.status = MessageStatus.SENDING
@@ -38,11 +46,18 @@ def deliver(message_id: int) -> None:
     msg.attempts = (msg.attempts or 0) + 1
     db.session.commit()
 
+    extra = msg.extra or {}
     out = OutboundMessage(
         to=contact.phone,
         channel=Channel.WHATSAPP,
-        kind=MessageKind(msg.kind) if msg.kind in MessageKind.__members__.values() else MessageKind.TEXT,
+        kind=MessageKind(msg.kind) if msg.kind in set(MessageKind) else MessageKind.TEXT,
         text=msg.body,
+        template=TemplateRef(
+            name=msg.template_name, language=msg.template_language or "en", params=msg.template_params or ()
+        )
+        if msg.template_name
+        else None,
+        buttons=[Button(b["id"], b["title"]) for b in extra.get("buttons", [])],
         client_ref=f"msg-{msg.id}",
         conversation_ref=conv.provider_thread_ref,
     )

@@ -241,11 +241,13 @@ def apply_connection_event(
 
 
 def _after_commit(notices: list[tuple[int, str, dict[str, object]]]) -> None:
-    """Start the follow-up work of new inbound messages (media download)."""
+    """Start the follow-up work of new inbound messages: media download, then automation."""
     from ..jobs import MEDIA, enqueue, tasks
+    from . import automation
 
     for _clinic_id, name, data in notices:
         if name == "message" and data.get("inbound"):
             msg = db.session.get(Message, data["message_id"])
             if msg is not None and msg.media_status == "pending":
                 enqueue(tasks.download_media, msg.id, queue=MEDIA, job_id=f"media-{msg.id}")
+            automation.handle_inbound(int(data["message_id"]))
