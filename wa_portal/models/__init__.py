@@ -13,6 +13,7 @@ from .conversation import (
     Message,
     MessageStatus,
 )
+from .template import MessageTemplate, TemplateCategory, TemplateStatus
 from .webhook_event import WebhookEvent, WebhookState
 
 __all__ = [
@@ -30,7 +31,10 @@ __all__ = [
     "Direction",
     "Message",
     "MessageStatus",
+    "MessageTemplate",
     "Role",
+    "TemplateCategory",
+    "TemplateStatus",
     "User",
     "WebhookEvent",
     "WebhookState",
