@@ -64,6 +64,30 @@ def enqueue(
     return True
 
 
+def enqueue_many(
+    func: Callable[..., Any],
+    calls: list[tuple[tuple[Any, ...], str]],
+    *,
+    queue: str = DEFAULT,
+    timeout: int = 120,
+) -> bool:
+    """Enqueue many ``func(*args)`` jobs in one Redis round trip; False (logged) when Redis is down."""
+    try:
+        q = get_queue(queue)
+        q.enqueue_many(
+            [
+                Queue.prepare_data(
+                    func, args, job_id=job_id, timeout=timeout, result_ttl=600, failure_ttl=86400
+                )
+                for args, job_id in calls
+            ]
+        )
+    except REDIS_DOWN:
+        log.warning("redis unavailable: %d job(s) left for the sweeper", len(calls))
+        return False
+    return True
+
+
 class AppWorker(SimpleWorker):
     """A non-forking RQ worker that runs every job in a fresh app context.
 

@@ -22,7 +22,7 @@ GENERATED: dict[str, dict[str, Any]] = {
         "phone_number_id": lambda: "sbx" + secrets.token_hex(6),
         "app_secret": lambda: secrets.token_urlsafe(24),
     },
-    "dialog360": {"webhook_token": lambda: secrets.token_urlsafe(24)},
+    "dialog360": {"webhook_token": lambda: secrets.token_hex(24)},  # 360dialog refuses "_" in URLs
     "meta": {"verify_token": lambda: secrets.token_urlsafe(18)},
 }
 

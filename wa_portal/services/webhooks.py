@@ -8,15 +8,17 @@ and the sweeper enqueues it later (rule 1).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+from flask import current_app
 
 from ..extensions import db
-from ..models import Connection, WebhookEvent, WebhookState
-from ..providers.base import WebhookError, WebhookRequest, get_provider_class
-from . import connections
+from ..models import Connection, WebhookEvent, WebhookState, utcnow
+from ..providers.base import Provider, WebhookError, WebhookRequest, get_provider_class
+from . import connections, webhook_store
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,45 @@ class Outcome:
     duplicate: bool = False
 
 
+@dataclass(frozen=True)
+class Route:
+    """What the hot path needs of a connection, cached per process for a few seconds."""
+
+    connection_id: int
+    clinic_id: int
+    provider: str
+    adapter: Provider
+
+
+ROUTE_TTL = 10.0  # seconds; a changed secret takes at most this long to apply in every process
+_route_cache: dict[tuple[int, str, tuple[str, ...]], tuple[float, list[Route]]] = {}
+_route_lock = threading.Lock()
+
+
+def _routes(provider: str, keys: list[str]) -> list[Route]:
+    cache_key = (id(current_app._get_current_object()), provider, tuple(keys))  # type: ignore[attr-defined]
+    now = time.monotonic()
+    hit = _route_cache.get(cache_key)
+    if hit and hit[0] > now:
+        return hit[1]
+    routes = [
+        Route(c.id, c.clinic_id, c.provider, connections.adapter_for(c))
+        for c in connections.candidates_for(provider, keys)
+    ]
+    db.session.commit()  # end the read: the hot path holds no database connection while it waits
+    if routes:  # unknown keys are not cached: a connection added a second ago must work
+        with _route_lock:
+            if len(_route_cache) > 10_000:
+                _route_cache.clear()
+            _route_cache[cache_key] = (now + ROUTE_TTL, routes)
+    return routes
+
+
+def forget_routes() -> None:
+    with _route_lock:
+        _route_cache.clear()
+
+
 def receive(provider: str, req: WebhookRequest) -> Outcome:
     """Handle one webhook delivery; never raises for bad input."""
     try:
@@ -54,20 +95,25 @@ def receive(provider: str, req: WebhookRequest) -> Outcome:
     except WebhookError as exc:
         log.info("webhook %s refused: unreadable body (%s)", provider, exc)
         return Outcome(400, "unreadable body")
-    candidates = connections.candidates_for(provider, keys)
+    candidates = _routes(provider, keys)
     if not candidates:
         log.info("webhook %s refused: no connection for %d route key(s)", provider, len(keys))
         return Outcome(404, "unknown connection")
-    conn = next((c for c in candidates if connections.adapter_for(c).verify_webhook(req)), None)
-    if conn is None:
-        log.warning("webhook %s refused: signature check failed (connection %s)", provider, candidates[0].id)
+    route = next((r for r in candidates if r.adapter.verify_webhook(req)), None)
+    if route is None:
+        log.warning(
+            "webhook %s refused: signature check failed (connection %s)",
+            provider,
+            candidates[0].connection_id,
+        )
         return Outcome(401, "invalid signature")
-    event_id = store(conn, cls.event_key(req), req)
+    try:
+        event_id = store(route, cls.event_key(req), req)
+    except Exception:  # the database is down or too slow: the provider will redeliver
+        log.exception("webhook %s could not be stored", provider)
+        return Outcome(503, "try again")
     if event_id is None:
         return Outcome(200, "duplicate", duplicate=True)
-    from ..jobs import WEBHOOKS, enqueue, tasks
-
-    enqueue(tasks.ingest_event, event_id, queue=WEBHOOKS, job_id=f"ingest-{event_id}")
     return Outcome(200, "ok", event_id=event_id)
 
 
@@ -82,28 +128,23 @@ def _meta(req: WebhookRequest) -> dict[str, Any]:
     }
 
 
-def store(conn: Connection, dedupe_key: str, req: WebhookRequest) -> int | None:
-    """Insert the raw event and commit; None when the provider already delivered it."""
+def store(route: Route, dedupe_key: str, req: WebhookRequest) -> int | None:
+    """Commit the raw event (group commit, see webhook_store); None when already stored.
+
+    The ingest job is enqueued by the committer after the commit.
+    """
     values = {
-        "clinic_id": conn.clinic_id,
-        "connection_id": conn.id,
-        "provider": conn.provider,
+        "clinic_id": route.clinic_id,
+        "connection_id": route.connection_id,
+        "provider": route.provider,
         "dedupe_key": dedupe_key[:200],
         "body": req.body,
         "meta": _meta(req),
         "state": WebhookState.RECEIVED,
+        "attempts": 0,
+        "received_at": utcnow(),
     }
-    dialect = db.session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (
-        insert(WebhookEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["provider", "dedupe_key"])
-        .returning(WebhookEvent.id)
-    )
-    event_id = db.session.execute(stmt).scalar()
-    db.session.commit()
-    return event_id
+    return webhook_store.committer(current_app._get_current_object()).submit(values)  # type: ignore[attr-defined]
 
 
 def request_from_event(event: WebhookEvent) -> WebhookRequest:
