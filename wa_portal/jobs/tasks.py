@@ -9,6 +9,12 @@ def ingest_event(event_id: int) -> None:
     ingest.process_event(event_id)
 
 
+def ingest_events(event_ids: list[int]) -> None:
+    """A batch from one group commit; each event is its own transaction, so one bad event stops nothing."""
+    for event_id in event_ids:
+        ingest.process_event(event_id)
+
+
 def deliver_message(message_id: int) -> None:
     delivery.deliver(message_id)
 
@@ -19,6 +25,12 @@ def download_media(message_id: int) -> None:
 
 def sweep() -> str:
     return str(sweeper.sweep())
+
+
+def send_reminder(reminder_id: int) -> bool:
+    from ..services import reminders
+
+    return reminders.send_reminder(reminder_id)
 
 
 def sandbox_post(connection_id: int, body_json: str, base_url: str) -> int:

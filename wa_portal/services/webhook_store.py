@@ -104,10 +104,14 @@ class GroupCommitter:
         return out
 
 
+INGEST_CHUNK = 50  # events per ingest job: RQ's per-job cost (~40 Redis calls) is paid once per chunk
+
+
 def _enqueue_ingest(event_ids: list[int]) -> None:
     from ..jobs import WEBHOOKS, enqueue_many, tasks
 
-    enqueue_many(tasks.ingest_event, [((i,), f"ingest-{i}") for i in event_ids], queue=WEBHOOKS)
+    chunks = [event_ids[i : i + INGEST_CHUNK] for i in range(0, len(event_ids), INGEST_CHUNK)]
+    enqueue_many(tasks.ingest_events, [((c,), f"ingest-{c[0]}-{len(c)}") for c in chunks], queue=WEBHOOKS)
 
 
 def committer(app: Flask) -> GroupCommitter:
