@@ -127,6 +127,25 @@ def sweep_cmd(older_than: int | None) -> None:
     click.echo(str(result))
 
 
+@wa.command("check-connections")
+@click.option("--clinic", "slug", default=None, help="Only this clinic's connections")
+@with_appcontext
+def check_connections(slug: str | None) -> None:
+    """Run every connection's health check now (token valid, number registered, WAHA session)."""
+    from .models import Connection
+    from .services import connections
+
+    q = select(Connection).where(Connection.active.is_(True)).order_by(Connection.id)
+    if slug:
+        q = q.where(Connection.clinic_id == _clinic(slug).id)
+    for conn_id in list(db.session.scalars(q.with_only_columns(Connection.id))):
+        health = connections.check_health(conn_id)
+        conn = db.session.get(Connection, conn_id)
+        if health and conn:
+            mark = "ok " if health.ok else "BAD"
+            click.echo(f"{mark} connection {conn.id} {conn.provider:<10} {health.status}: {health.detail}")
+
+
 @wa.command("rotate-keys")
 @with_appcontext
 def rotate_keys() -> None:
@@ -143,6 +162,19 @@ def rotate_keys() -> None:
             count += 1
     db.session.commit()
     click.echo(f"re-encrypted {count} connection secret(s) under key {ring.primary_kid}")
+
+
+@wa.command("create-api-key")
+@click.option("--clinic", "slug", required=True)
+@click.option("--name", default="", help="What the key is for, e.g. the booking system's name")
+@with_appcontext
+def create_api_key(slug: str, name: str) -> None:
+    """Create a /api/v1 key for a clinic and print it once (only its hash is stored)."""
+    from .services import api_keys
+
+    key, token = api_keys.create(clinic_id=_clinic(slug).id, name=name)
+    click.echo(f"api key {key.id} ({key.name}) created for {slug}; store it now, it is not shown again:")
+    click.echo(token)
 
 
 @wa.command("worker")
@@ -162,18 +194,30 @@ def worker(queues: str, burst: bool, no_sweeper: bool) -> None:
     w.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
+def _enqueue_health_checks() -> None:
+    from .jobs import DEFAULT, enqueue, tasks
+    from .services import connections
+
+    for conn_id in connections.all_active_ids():
+        enqueue(tasks.check_connection, conn_id, queue=DEFAULT, job_id=f"health-{conn_id}")
+
+
 def _sweep_loop(app) -> None:  # type: ignore[no-untyped-def]
     """Every SWEEP_INTERVAL_SECONDS one process (a Redis lock) sweeps; Redis down → the next tick."""
     from .services.redis_conn import REDIS_DOWN, get_redis
     from .services.sweeper import sweep
 
     interval = app.config["SWEEP_INTERVAL_SECONDS"]
+    health_every = app.config.get("HEALTH_CHECK_INTERVAL_SECONDS", 300)
     while True:
         time.sleep(interval)
         try:
             with app.app_context():
-                if get_redis().set("wa:sweeper:lock", "1", nx=True, ex=max(interval - 5, 5)):
+                r = get_redis()
+                if r.set("wa:sweeper:lock", "1", nx=True, ex=max(interval - 5, 5)):
                     sweep()
+                if r.set("wa:health:lock", "1", nx=True, ex=health_every):
+                    _enqueue_health_checks()
         except REDIS_DOWN:
             log.info("sweeper: redis unavailable, will try again")
         except Exception:

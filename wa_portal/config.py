@@ -76,6 +76,7 @@ class Config:
         # Operational knobs (not part of the contract; sensible defaults).
         self.SWEEP_STUCK_AFTER_SECONDS = int(env.get("WA_SWEEP_STUCK_AFTER_SECONDS", "60"))
         self.SWEEP_INTERVAL_SECONDS = int(env.get("WA_SWEEP_INTERVAL_SECONDS", "60"))
+        self.HEALTH_CHECK_INTERVAL_SECONDS = int(env.get("WA_HEALTH_CHECK_INTERVAL_SECONDS", "300"))
         self.RQ_QUEUE_PREFIX = env.get("WA_RQ_QUEUE_PREFIX", "")
         self.WTF_CSRF_TIME_LIMIT = None  # tokens live as long as the session
         self.SESSION_COOKIE_HTTPONLY = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..services import delivery, ingest, media, sandbox, sweeper
+from ..services import connections, delivery, ingest, media, sandbox, sweeper
 
 
 def ingest_event(event_id: int) -> None:
@@ -17,6 +17,15 @@ def ingest_events(event_ids: list[int]) -> None:
 
 def deliver_message(message_id: int) -> None:
     delivery.deliver(message_id)
+
+
+def deliver_messages(message_ids: list[int]) -> None:
+    """A batch of deliveries in one job (bulk sends); each message keeps its own transaction."""
+    delivery.deliver_batch(message_ids)
+
+
+def check_critical(message_id: int) -> None:
+    delivery.check_critical(message_id)
 
 
 def download_media(message_id: int) -> None:
@@ -35,3 +44,8 @@ def send_reminder(reminder_id: int) -> bool:
 
 def sandbox_post(connection_id: int, body_json: str, base_url: str) -> int:
     return sandbox.post_webhook(connection_id, body_json, base_url)
+
+
+def check_connection(connection_id: int) -> str:
+    health = connections.check_health(connection_id)
+    return health.status if health else "gone"

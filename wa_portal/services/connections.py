@@ -11,8 +11,8 @@ from flask import current_app
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import Clinic, Connection, ConnectionRoute, ConnectionStatus
-from ..providers.base import Provider, get_provider_class
+from ..models import Clinic, Connection, ConnectionRoute, ConnectionStatus, utcnow
+from ..providers.base import Health, Provider, get_provider_class
 from .crypto import key_ring
 from .redis_conn import redis_url
 
@@ -161,3 +161,33 @@ def webhook_url(conn: Connection, base_url: str | None = None) -> str:
     if "{webhook_token}" in path:
         path = path.format(webhook_token=get_secrets(conn).get("webhook_token", ""))
     return base + path
+
+
+def check_health(connection_id: int) -> Health | None:
+    """Ask the provider how the connection is (token valid, number registered, WAHA session) and record it."""
+    conn = db.session.get(Connection, connection_id)
+    if conn is None or not conn.active:
+        return None
+    try:
+        health = adapter_for(conn).health()
+    except Exception as exc:  # an adapter bug must not stop the schedule for the other connections
+        health = Health(ok=False, status="error", detail=f"Health check failed: {type(exc).__name__}")
+    conn.health_checked_at = utcnow()
+    conn.status_detail = (health.detail or health.status)[:500]
+    if health.ok:
+        conn.status = ConnectionStatus.CONNECTED
+    elif health.status in ("token invalid", "not configured", "FAILED", "STOPPED", "SCAN_QR_CODE"):
+        conn.status = ConnectionStatus.DISCONNECTED
+    else:
+        conn.status = ConnectionStatus.DEGRADED
+    quality = (health.data or {}).get("quality_rating")
+    if quality:
+        conn.quality_rating = str(quality)[:16]
+    db.session.commit()
+    return health
+
+
+def all_active_ids() -> list[int]:
+    return list(
+        db.session.scalars(select(Connection.id).where(Connection.active.is_(True)).order_by(Connection.id))
+    )

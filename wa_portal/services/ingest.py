@@ -18,9 +18,12 @@ from ..models import (
     AuthorType,
     Clinic,
     Connection,
+    ConnectionStatus,
     Direction,
     Message,
     MessageStatus,
+    MessageTemplate,
+    TemplateStatus,
     WebhookEvent,
     WebhookState,
     utcnow,
@@ -219,25 +222,62 @@ def advance_status(
     return True
 
 
+TEMPLATE_EVENTS = {
+    "APPROVED": "approved",
+    "REJECTED": "rejected",
+    "PAUSED": "paused",
+    "DISABLED": "disabled",
+    "PENDING": "pending",
+    "IN_APPEAL": "pending",
+    "PENDING_DELETION": "disabled",
+    "DELETED": "disabled",
+    "FLAGGED": "paused",
+    "REINSTATED": "approved",
+}
+
+
 def apply_connection_event(
     conn: Connection, item: ConnectionEvent
 ) -> list[tuple[int, str, dict[str, object]]]:
     data = dict(item.data)
     if item.kind == "quality_update":
-        conn.messaging_limit = str(data.get("current_limit") or conn.messaging_limit or "") or None
-        event = str(data.get("event") or "")
+        limit = data.get("current_limit") or data.get("max_daily_conversations")
+        if limit:
+            conn.messaging_limit = str(limit)[:32]
+        event = str(data.get("event") or "").upper()
         if event in ("FLAGGED", "DOWNGRADE"):
             conn.quality_rating = "YELLOW" if event == "FLAGGED" else "RED"
         elif event in ("UNFLAGGED", "UPGRADE"):
             conn.quality_rating = "GREEN"
-        conn.status_detail = f"Quality update: {event}"[:500]
+        conn.status_detail = f"Quality update from WhatsApp: {event.lower() or 'unknown'}"[:500]
     elif item.kind == "session_status":
         status = str(data.get("status") or "")
         conn.status_detail = f"WhatsApp session: {status}"
-        from ..models import ConnectionStatus
-
         conn.status = ConnectionStatus.CONNECTED if status == "WORKING" else ConnectionStatus.DEGRADED
+    elif item.kind == "template_status":
+        _apply_template_status(conn, data)
     return [(conn.clinic_id, "connection", {"connection_id": conn.id})]
+
+
+def _apply_template_status(conn: Connection, data: dict[str, object]) -> None:
+    """Meta approved, rejected or paused one of the clinic's templates: keep our copy in step."""
+    name, language = str(data.get("name") or ""), str(data.get("language") or "")
+    status = TEMPLATE_EVENTS.get(str(data.get("event") or "").upper())
+    if not name or status is None:
+        return
+    tpl = db.session.scalar(
+        select(MessageTemplate).where(
+            MessageTemplate.clinic_id == conn.clinic_id,
+            MessageTemplate.name == name,
+            MessageTemplate.language == language,
+        )
+    )
+    if tpl is None:
+        return  # a template this clinic never registered with us
+    tpl.status = TemplateStatus(status)
+    tpl.status_reason = str(data.get("reason")) if data.get("reason") not in (None, "NONE") else None
+    if data.get("template_id"):
+        tpl.provider_ids = {**(tpl.provider_ids or {}), conn.provider: str(data["template_id"])}
 
 
 def _after_commit(notices: list[tuple[int, str, dict[str, object]]]) -> None:
