@@ -6,7 +6,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import abort, make_response, render_template, request
+from flask import abort, make_response, render_template
+from htmx_flask import request
 from flask_login import current_user, login_required
 
 F = TypeVar("F", bound=Callable[..., Any])
