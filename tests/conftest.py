@@ -80,7 +80,10 @@ def app_config(database_url: str, redis_url: str, **extra: Any) -> dict[str, Any
         "ENCRYPTION_KEYS": TEST_KEYS,
         "MEDIA_ROOT": str(ROOT / "instance" / "test" / f"media-{os.getpid()}"),
         "SANDBOX_ENABLED": True,
-        "RATELIMIT_ENABLED": False,
+        # Limits are on, in memory, high enough for a test suite signing in from one address;
+        # tests that check a limit lower it for themselves.
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "LOGIN_RATE_LIMIT": "10000 per minute",
         **extra,
     }
 

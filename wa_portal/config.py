@@ -41,6 +41,14 @@ def _database_url(url: str) -> str:
     return url
 
 
+def _limiter_storage(redis_url: str) -> str:
+    if redis_url.startswith(("redis://", "rediss://")):
+        return redis_url
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://") :]
+    return "memory://"
+
+
 class Config:
     """Read once at app creation. Production refuses to start without its secrets."""
 
@@ -85,7 +93,12 @@ class Config:
         self.REMEMBER_COOKIE_SECURE = prod
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.MAX_CONTENT_LENGTH = 25 * 1024 * 1024
-        self.RATELIMIT_STORAGE_URI = "memory://"
+        # Limits shared by every process through Redis; if Redis is down, per-process memory.
+        self.RATELIMIT_STORAGE_URI = _limiter_storage(self.REDIS_URL)
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        self.RATELIMIT_SWALLOW_ERRORS = True
+        self.WEBHOOK_REFUSAL_LIMIT = env.get("WA_WEBHOOK_REFUSAL_LIMIT", "120 per minute")
+        self.LOGIN_RATE_LIMIT = env.get("WA_LOGIN_RATE_LIMIT", "10 per minute")
         self.RATELIMIT_HEADERS_ENABLED = True
         self.TESTING = False
         for key, value in (overrides or {}).items():

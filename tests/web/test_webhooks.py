@@ -169,3 +169,45 @@ def test_redis_down_webhook_is_stored_and_sweeper_delivers_it(
     db.session.expire_all()
     msg = db.session.scalar(select(Message))
     assert msg is not None and msg.body == "Are you there?"
+
+
+def test_repeated_refusals_are_rate_limited_but_valid_webhooks_are_not(app, client, db, sandbox_conn):
+    from wa_portal.extensions import limiter
+
+    app.config["WEBHOOK_REFUSAL_LIMIT"] = "3 per minute"
+    limiter.reset()
+    try:
+        body, _ = patient_message(sandbox_conn, "probe")
+        secret = sandbox_ids(sandbox_conn)[2]
+        unsigned = {"Content-Type": "application/json"}
+        codes = [client.post("/webhooks/sandbox", data=body, headers=unsigned).status_code for _ in range(3)]
+        assert codes == [401, 401, 401]
+        assert client.post("/webhooks/sandbox", data=body, headers=unsigned).status_code == 429
+        limiter.reset()
+        # valid deliveries never count: many in a row all succeed
+        for i in range(6):
+            good, _ = patient_message(sandbox_conn, f"real message {i}")
+            assert post_signed(client, good, secret).status_code == 200
+    finally:
+        app.config["WEBHOOK_REFUSAL_LIMIT"] = "120 per minute"
+        limiter.reset()
+
+
+def test_login_attempts_are_rate_limited(app, client, staff):
+    from tests.conftest import csrf_token
+    from wa_portal.extensions import limiter
+
+    app.config["LOGIN_RATE_LIMIT"] = "2 per minute"
+    limiter.reset()
+    try:
+        token = csrf_token(client)
+        codes = [
+            client.post(
+                "/login", data={"email": staff.email, "password": "wrong", "csrf_token": token}
+            ).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 429]
+    finally:
+        app.config["LOGIN_RATE_LIMIT"] = "10000 per minute"
+        limiter.reset()

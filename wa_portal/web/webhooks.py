@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..extensions import csrf
+from ..extensions import csrf, limiter
 from ..providers.base import WebhookRequest
 from ..services import webhooks
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(bp)
+# Providers may post thousands of valid webhooks a minute; only refusals (bad signature, unknown
+# connection, unreadable body) count against the limit, so probing gets 429 and real traffic never does.
+limiter.limit(
+    lambda: current_app.config["WEBHOOK_REFUSAL_LIMIT"],
+    deduct_when=lambda resp: resp.status_code in (400, 401, 403, 404),
+)(bp)
 
 
 def external_url() -> str:
