@@ -1,5 +1,17 @@
 """Typed SQLAlchemy models, one module per aggregate."""
 
+from .appointment import (  # appointments (issue 6)
+    ACTIVE_STATUSES,
+    ApiKey,
+    Appointment,
+    AppointmentMode,
+    AppointmentStatus,
+    AvailabilityKind,
+    AvailabilitySlot,
+    Patient,
+    Reminder,
+    ReminderState,
+)
 from .base import Base, utcnow
 from .clinic import Clinic, Role, User
 from .connection import Connection, ConnectionRoute, ConnectionStatus
@@ -13,21 +25,40 @@ from .conversation import (
     Message,
     MessageStatus,
 )
+from .delivery import AttemptOutcome, ConsentEvent, DeliveryAttempt  # issue 4: delivery
+from .inbox import CannedReply, ConversationRead
 from .template import MessageTemplate, TemplateCategory, TemplateStatus
 from .webhook_event import WebhookEvent, WebhookState
 
-__all__ = [
+__all__ = [  # noqa: RUF022
+    # appointments (issue 6)
+    "ACTIVE_STATUSES",
+    "ApiKey",
+    "Appointment",
+    "AppointmentMode",
+    "AppointmentStatus",
+    "AvailabilityKind",
+    "AvailabilitySlot",
+    "Patient",
+    "Reminder",
+    "ReminderState",
+    # core
     "STATUS_RANK",
+    "AttemptOutcome",
     "AuthorType",
     "Base",
+    "CannedReply",
     "Clinic",
     "Connection",
     "ConnectionRoute",
     "ConnectionStatus",
     "Consent",
+    "ConsentEvent",
     "Contact",
     "Conversation",
+    "ConversationRead",
     "ConversationStatus",
+    "DeliveryAttempt",
     "Direction",
     "Message",
     "MessageStatus",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import JSON, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, ClinicScoped, TimestampMixin
@@ -29,6 +29,8 @@ class Contact(ClinicScoped, TimestampMixin, Base):
     consent: Mapped[Consent] = mapped_column(String(16), default=Consent.UNKNOWN)
     consent_at: Mapped[datetime | None]
     consent_source: Mapped[str | None] = mapped_column(String(64))
+    # Channel order for this patient (e.g. ["sms", "email"]); None = the clinic's fallback chain.
+    preferred_channels: Mapped[list[str] | None] = mapped_column(JSON)
     notes: Mapped[str] = mapped_column(Text, default="")
 
     @property

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, func, literal_column, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, ClinicScoped, TimestampMixin
@@ -29,6 +29,10 @@ class Conversation(ClinicScoped, TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("connection_id", "contact_id"),
         Index("ix_conversation_clinic_last", "clinic_id", "last_message_at"),
+        # The inbox views (issue 5): keyset pages per status, per assignee, oldest waiting first.
+        Index("ix_conversation_clinic_status_last", "clinic_id", "status", "last_message_at"),
+        Index("ix_conversation_clinic_status_awaiting", "clinic_id", "status", "awaiting_since"),
+        Index("ix_conversation_clinic_assignee_last", "clinic_id", "assignee_id", "last_message_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -93,6 +97,18 @@ class Message(ClinicScoped, TimestampMixin, Base):
         UniqueConstraint("connection_id", "provider_message_id"),
         Index("ix_message_conversation_id_id", "conversation_id", "id"),
         Index("ix_message_status_updated", "status", "updated_at"),
+        # The notification log (issue 4): keyset pages newest first, per filter, and date → id bounds.
+        Index("ix_message_clinic_direction_id", "clinic_id", "direction", "id"),
+        Index("ix_message_clinic_status_id", "clinic_id", "status", "id"),
+        Index("ix_message_clinic_purpose_id", "clinic_id", "purpose", "id"),
+        Index("ix_message_clinic_channel_id", "clinic_id", "channel", "id"),
+        Index("ix_message_clinic_created", "clinic_id", "created_at"),
+        # Inbox search (issue 5): full-text over bodies; PostgreSQL only (SQLite falls back to LIKE).
+        Index(
+            "ix_message_body_fts",
+            func.to_tsvector(literal_column("'simple'"), text("body")),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,6 +133,8 @@ class Message(ClinicScoped, TimestampMixin, Base):
     error_detail: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]  # a scheduled retry: the sweeper leaves it alone until then
+    # Delivery (issue 4): bumped when a person presses Retry, so every channel may be tried again.
+    delivery_round: Mapped[int] = mapped_column(default=0, server_default="0")
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     read_at: Mapped[datetime | None]
