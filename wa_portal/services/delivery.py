@@ -1,107 +1,808 @@
-"""Deliver one outbound message through its connection's provider and record the outcome."""
+"""Deliver outbound messages: one state machine, retries, a circuit breaker and send-rate limit per
+connection, and a WhatsApp → SMS → email fallback chain. Every provider call is a DeliveryAttempt row.
+
+States: ``queued → sending → sent → delivered → read``, or ``failed`` with the provider's code
+(``error_code``) and a sentence a receptionist understands (``error_detail``).
+
+One run of :func:`deliver` (the RQ job ``deliver_message``, or :func:`deliver_batch`):
+
+1. **Claim** the row with one conditional UPDATE: ``queued → sending``, or a ``sending`` row whose
+   ``updated_at`` is older than the lease (``DELIVERY_LEASE_SECONDS``, 60 s: its worker died). Any
+   other state, or a ``sending`` row still leased, is left alone — so the job is idempotent and
+   two workers never send the same message at once.
+2. **Refuse before any provider call**: an opted-out contact (``"Patient opted out"``; consent
+   confirmations, replies to a patient who wrote after opting out, and — per clinic setting —
+   emergency alerts are allowed) and, on WhatsApp, free text outside the 24-hour window (a staff
+   reply fails with ``"24-hour window closed: choose a template"``; a notification is resent as the
+   clinic's approved template for its purpose, else it falls back to the next channel).
+3. **Pick the channel**: the contact's ``preferred_channels`` or the clinic's
+   ``settings["fallback_chain"]`` (default whatsapp, sms, email), minus channels this message
+   already gave up on in this round (a person's Retry starts a new round). WhatsApp = the
+   conversation's connection; SMS = a Twilio connection with ``sms_from`` or
+   ``messaging_service_sid``; email = an SES connection and the contact's email.
+4. **Circuit breaker** (services/circuit, Redis, per connection: 3 failures in 60 s open it, one
+   probe after 30 s, a success closes it): open → skip to the next channel (a ``skipped`` attempt),
+   or, on the last channel, wait for the probe time. **Rate limit** (services/ratelimit token
+   bucket per connection; the adapter's ``rate_limit_per_second`` or
+   ``connection.config["rate_limit_per_second"]``): a wait under half a second is slept, a longer
+   one reschedules the job.
+5. Write the attempt (``in_flight``) and commit, then call the adapter; then record the outcome
+   and commit. Errors by ``ProviderError.kind``: ``retryable``/``rate_limited`` → the same channel
+   again after ``backoff.retry_after_or_delay`` (full jitter, Retry-After honoured) within
+   ``RetryBudget`` (6 attempts, 1 hour per channel), scheduled with ``jobs.enqueue(delay=…)`` and
+   ``Message.next_attempt_at`` (the sweeper waits for it); ``window_closed`` → template as in 2;
+   ``recipient_invalid``/``opted_out``/``auth``/``permanent`` → the next channel at once.
+   All channels spent → ``failed`` (a dead letter on the "Failed deliveries" page).
+6. A **critical** message not ``delivered`` within ``settings["critical_timeout_minutes"]`` (a
+   scheduled :func:`check_critical`) goes out again on the next channel.
+
+**Crash rule and the duplicate bound.** The attempt row is committed *before* the provider call and
+its result in the same commit as the message's new state. A run that finds the round's last attempt
+still ``in_flight`` knows a worker died during the call: when that attempt carries a provider
+message id the message was sent and is not sent again; otherwise neither Meta's Cloud API nor
+Twilio nor SES lets us look a message up by our own reference or send with an idempotency key, so
+it is sent again and the interrupted attempt is recorded as ``interrupted``. Bound: **at most one
+duplicate per message per crash** (a worker killed between the provider's answer and our commit),
+and none from Redis outages, re-enqueues or concurrent workers (the claim in step 1).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
-from datetime import timedelta
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, or_, select, update
 
 from ..extensions import db
-from ..models import Connection, Contact, Conversation, Message, MessageStatus, utcnow
+from ..models import (
+    AttemptOutcome,
+    AuthorType,
+    Clinic,
+    Connection,
+    Consent,
+    ConsentEvent,
+    Contact,
+    Conversation,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    MessageStatus,
+    utcnow,
+)
 from ..providers.base import (
     Button,
     Channel,
     ErrorKind,
     MessageKind,
+    OutboundMedia,
     OutboundMessage,
+    Provider,
     ProviderError,
     TemplateRef,
+    get_provider_class,
 )
-from . import connections, realtime
+from . import backoff, channel_text, connections, media_links, realtime, templates
+from .circuit import CircuitBreaker
 from .phones import mask
+from .ratelimit import TokenBucket
+from .redis_conn import REDIS_DOWN, get_redis
+from .storage import get_storage
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
 WINDOW_CLOSED_REASON = "24-hour window closed: choose a template"
+OPTED_OUT_REASON = "Patient opted out"
+NO_CHANNEL_REASON = "No channel can reach this patient (no WhatsApp, SMS or email connection for them)."
+INTERRUPTED_DETAIL = "The worker stopped during the provider call; sent again (the patient may get it twice)."
+DEFAULT_CHAIN = ("whatsapp", "sms", "email")
+# Purposes an opted-out contact still gets: the opt-out/opt-in confirmation itself.
+ALWAYS_ALLOWED = frozenset({"consent"})
+# Replies to a patient: allowed when the patient wrote after opting out.
+REPLY_PURPOSES = frozenset({"reply", "assistant", "note"})
+MAX_ATTEMPTS = 6  # per channel and round, the first send included
+MAX_AGE_SECONDS = 3600.0
+RATE_SLEEP_MAX = 0.5  # a rate-limit wait up to this is slept; longer ones reschedule the job
+
+
+def _cfg(key: str, default: Any) -> Any:
+    """A delivery setting: app config, else the environment variable ``WA_<KEY>``, else the default."""
+    if key in current_app.config:
+        return current_app.config[key]
+    env = os.environ.get(f"WA_{key}")
+    if env is None:
+        return default
+    if isinstance(default, bool):
+        return env.strip().lower() not in ("0", "false", "no", "off", "")
+    return env
+
+
+# --- channel targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    channel: str
+    conn: Connection
+    address: str  # E.164 phone or email address
+
+
+def channel_chain(clinic: Clinic, contact: Contact) -> list[str]:
+    """The order to try channels in: the contact's preference, else the clinic's chain, else the default."""
+    raw = contact.preferred_channels or clinic.setting("fallback_chain") or list(DEFAULT_CHAIN)
+    chain = [str(c).lower() for c in raw if str(c).lower() in DEFAULT_CHAIN]
+    return list(dict.fromkeys(chain)) or list(DEFAULT_CHAIN)
+
+
+class _BatchCache:
+    """Clinic-level rows looked up once per batch job instead of once per message (read-only use)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], Any] = {}
+
+    def get(self, kind: str, key: int, load: Any) -> Any:
+        if (kind, key) not in self.rows:
+            self.rows[(kind, key)] = load()
+        return self.rows[(kind, key)]
+
+
+_cache: _BatchCache | None = None
+
+
+def _cached(kind: str, key: int, load: Any) -> Any:
+    return _cache.get(kind, key, load) if _cache is not None else load()
+
+
+def _sms_connection(clinic_id: int) -> Connection | None:
+    return _cached("sms", clinic_id, lambda: _find_sms_connection(clinic_id))
+
+
+def _find_sms_connection(clinic_id: int) -> Connection | None:
+    for conn in connections.list_for_clinic(clinic_id, provider="twilio"):
+        cfg = conn.config or {}
+        if cfg.get("sms_from") or cfg.get("messaging_service_sid"):
+            return conn
+    return None
+
+
+def _own_connection(conv: Conversation) -> Connection | None:
+    return _cached("conn", conv.connection_id, lambda: db.session.get(Connection, conv.connection_id))
+
+
+def resolve_targets(msg: Message, conv: Conversation, contact: Contact, clinic: Clinic) -> list[Target]:
+    """Each channel of the chain that can reach this contact, with its connection and address."""
+    out: list[Target] = []
+    for channel in channel_chain(clinic, contact):
+        if channel == "whatsapp":
+            if msg.channel == "sms":
+                continue  # the patient wrote by SMS: this conversation's number is not on WhatsApp
+            conn = _own_connection(conv)
+            if conn is not None and conn.active and conn.provider != "ses":
+                out.append(Target(channel, conn, contact.phone))
+        elif channel == "sms":
+            conn = _sms_connection(clinic.id)
+            if msg.channel == "sms":  # answer on the SMS number the patient wrote to
+                own = _own_connection(conv)
+                conn = own if own is not None and own.active else conn
+            if conn is not None and contact.phone:
+                out.append(Target(channel, conn, contact.phone))
+        elif channel == "email" and contact.email:
+            ses = _cached("ses", clinic.id, lambda: connections.list_for_clinic(clinic.id, provider="ses"))
+            if ses:
+                out.append(Target(channel, ses[0], contact.email))
+    return out
+
+
+# --- consent -----------------------------------------------------------------------------------
+
+
+def consent_refusal(msg: Message, conv: Conversation, contact: Contact, clinic: Clinic) -> str | None:
+    """Why this message may not reach this contact (``"Patient opted out"``), or None."""
+    if contact.consent != Consent.OPTED_OUT or msg.purpose in ALWAYS_ALLOWED:
+        return None
+    if msg.purpose == "emergency":
+        return None if clinic.setting("emergency_to_opted_out", True) else OPTED_OUT_REASON
+    if msg.purpose in REPLY_PURPOSES:
+        return None if _wrote_since_opt_out(conv, contact) else OPTED_OUT_REASON
+    return OPTED_OUT_REASON
+
+
+def _wrote_since_opt_out(conv: Conversation, contact: Contact) -> bool:
+    """Did the patient write in this conversation after opting out? (Then a reply is an answer.)"""
+    event = db.session.scalar(
+        select(ConsentEvent)
+        .where(ConsentEvent.contact_id == contact.id, ConsentEvent.new == Consent.OPTED_OUT)
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    )
+    if event is not None and event.message_id is not None:
+        # Ids, not clocks: the STOP and the next message may share a provider timestamp second.
+        later = db.session.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conv.id,
+                Message.direction == Direction.IN,
+                Message.id > event.message_id,
+            )
+            .limit(1)
+        )
+        return later is not None
+    since = event.created_at if event is not None else contact.consent_at
+    return conv.last_inbound_at is not None and (since is None or conv.last_inbound_at > since)
+
+
+# --- breakers and buckets ----------------------------------------------------------------------
+
+
+def breaker_for(conn_id: int) -> CircuitBreaker:
+    return CircuitBreaker(
+        get_redis(),
+        f"conn-{conn_id}",
+        threshold=int(_cfg("CIRCUIT_THRESHOLD", 3)),
+        window_seconds=float(_cfg("CIRCUIT_WINDOW_SECONDS", 60)),
+        cooldown_seconds=float(_cfg("CIRCUIT_COOLDOWN_SECONDS", 30)),
+    )
+
+
+def rate_for(conn: Connection) -> float:
+    """Messages per second for this connection: its config, else the adapter's documented rate."""
+    override = (conn.config or {}).get("rate_limit_per_second")
+    if override not in (None, ""):
+        return float(override)
+    return float(get_provider_class(conn.provider).rate_limit_per_second)
+
+
+def bucket_for(conn: Connection) -> TokenBucket:
+    rate = rate_for(conn) if _cfg("DELIVERY_RATE_LIMITS", True) else 0.0
+    return TokenBucket(get_redis(), f"conn-{conn.id}", rate_per_second=rate)
+
+
+_adapters: dict[tuple[int, Any], Provider] = {}
+
+
+def _adapter(conn: Connection) -> Provider:
+    # Decrypting credentials and building an SDK client per message costs more than the send
+    # to a local emulator; cache per connection version (a settings change bumps updated_at).
+    key = (conn.id, conn.updated_at)
+    adapter = _adapters.get(key)
+    if adapter is None:
+        if len(_adapters) > 256:
+            _adapters.clear()
+        adapter = _adapters[key] = connections.adapter_for(conn)
+    return adapter
+
+
+# --- the job -----------------------------------------------------------------------------------
 
 
 def deliver(message_id: int) -> None:
-    """Send a queued message; idempotent (a message past 'sending' is left alone)."""
-    msg = db.session.get(Message, message_id)
-    if msg is None or msg.status not in (MessageStatus.QUEUED, MessageStatus.SENDING):
-        return
-    conv = db.session.get(Conversation, msg.conversation_id)
-    conn = db.session.get(Connection, msg.connection_id)
-    assert conv is not None
-    assert conn is not None
-    contact = db.session.get(Contact, conv.contact_id)
-    assert contact is not None
-    now = utcnow()
-    if msg.kind != "template" and not conv.window_open(now):
-        _fail(msg, "window_closed", WINDOW_CLOSED_REASON)
-        return
-    msg.status = MessageStatus.SENDING
-    msg.next_attempt_at = None
-    msg.attempts = (msg.attempts or 0) + 1
-    db.session.commit()
-
-    extra = msg.extra or {}
-    out = OutboundMessage(
-        to=contact.phone,
-        channel=Channel.WHATSAPP,
-        kind=MessageKind(msg.kind) if msg.kind in set(MessageKind) else MessageKind.TEXT,
-        text=msg.body,
-        template=TemplateRef(
-            name=msg.template_name, language=msg.template_language or "en", params=msg.template_params or ()
-        )
-        if msg.template_name
-        else None,
-        buttons=[Button(b["id"], b["title"]) for b in extra.get("buttons", [])],
-        client_ref=f"msg-{msg.id}",
-        conversation_ref=conv.provider_thread_ref,
-    )
+    """Send a queued message (idempotent: anything not claimable is left alone)."""
+    session = db.session()
+    # Objects stay readable after each commit: this job holds the message's claim, so nobody
+    # else changes the rows it reads (saves a reload of every row after every commit).
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
     try:
-        result = connections.adapter_for(conn).send(out)
-    except ProviderError as exc:
-        _handle_error(msg, exc)
+        now = utcnow()
+        msg = _claim(message_id, now)
+        if msg is None:
+            return
+        try:
+            _run(msg, now)
+        finally:
+            realtime.publish(msg.clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
+    finally:
+        session.expire_on_commit = expire
+
+
+def deliver_batch(message_ids: list[int]) -> None:
+    """Deliver several messages in one job (same per-message guarantees; one failure never stops the rest)."""
+    global _cache
+    _cache = _BatchCache()
+    try:
+        for mid in message_ids:
+            try:
+                deliver(mid)
+            except Exception:
+                log.exception("delivery of message %s crashed; the sweeper will pick it up", mid)
+                db.session.rollback()
+            # Keep the identity map small; the batch cache holds the few shared rows.
+            for obj in list(db.session.identity_map.values()):
+                if not isinstance(obj, Clinic | Connection):
+                    db.session.expunge(obj)
+    finally:
+        _cache = None
+
+
+def _claim(message_id: int, now: datetime) -> Message | None:
+    """``queued`` (or a ``sending`` row whose lease ran out) → ``sending``; None when not claimable.
+
+    Not committed here: the row lock is held until the first commit of this run (the attempt
+    row, or a refusal), so a concurrent worker's claim waits and then finds it taken.
+    """
+    lease = timedelta(seconds=float(_cfg("DELIVERY_LEASE_SECONDS", _cfg("SWEEP_STUCK_AFTER_SECONDS", 60))))
+    msg = db.session.scalars(
+        update(Message)
+        .where(
+            Message.id == message_id,
+            Message.direction == Direction.OUT,
+            or_(
+                Message.status == MessageStatus.QUEUED,
+                and_(Message.status == MessageStatus.SENDING, Message.updated_at < now - lease),
+            ),
+        )
+        .values(status=MessageStatus.SENDING, updated_at=now, next_attempt_at=None)
+        .returning(Message),
+        execution_options={"populate_existing": True},
+    ).one_or_none()
+    if msg is None:
+        db.session.rollback()
+    return msg
+
+
+def _round_attempts(msg: Message) -> list[DeliveryAttempt]:
+    return list(
+        db.session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.message_id == msg.id, DeliveryAttempt.round == msg.delivery_round)
+            .order_by(DeliveryAttempt.id)
+        )
+    )
+
+
+def _run(msg: Message, now: datetime) -> None:
+    conv, contact = db.session.execute(
+        select(Conversation, Contact)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.id == msg.conversation_id)
+    ).one()
+    clinic = _cached("clinic", msg.clinic_id, lambda: db.session.get(Clinic, msg.clinic_id))
+    assert clinic is not None
+
+    refusal = consent_refusal(msg, conv, contact, clinic)
+    if refusal:
+        _fail(msg, "opted_out", refusal)
         return
-    msg.provider_message_id = result.provider_message_id
-    msg.status = MessageStatus.SENT
-    msg.sent_at = utcnow()
-    msg.error_code = msg.error_detail = None
-    db.session.commit()
-    log.info("message %s sent to %s via %s", msg.id, mask(contact.phone), conn.provider)
-    realtime.publish(msg.clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
 
-
-def _handle_error(msg: Message, exc: ProviderError) -> None:
-    if exc.retryable and msg.attempts < MAX_ATTEMPTS:
-        delay = exc.retry_after or min(300.0, 2.0 * 2**msg.attempts) * random.random()  # full jitter
-        msg.status = MessageStatus.QUEUED
-        msg.next_attempt_at = utcnow() + timedelta(seconds=max(delay, 0.5))
-        msg.error_code, msg.error_detail = exc.code, f"Retrying: {exc.detail}"[:500]
+    fresh = not msg.attempts and not msg.delivery_round  # never tried: no history to read
+    attempts = [] if fresh else _round_attempts(msg)
+    last = attempts[-1] if attempts else None
+    if last is not None and last.outcome == AttemptOutcome.IN_FLIGHT:
+        if last.provider_message_id:  # it did go out: record it, never resend
+            _mark_sent(msg, last, last.provider_message_id, conn_id=last.connection_id)
+            return
+        last.outcome = AttemptOutcome.RETRY
+        last.finished_at = now
+        last.error_code, last.error_detail = "interrupted", INTERRUPTED_DETAIL
+        log.warning("message %s: attempt %s was interrupted; sending again", msg.id, last.id)
         db.session.commit()
+
+    done = {
+        a.channel
+        for a in attempts
+        if a.outcome in (AttemptOutcome.FAILED, AttemptOutcome.SKIPPED, AttemptOutcome.TIMEOUT)
+    }
+    targets = [t for t in resolve_targets(msg, conv, contact, clinic) if t.channel not in done]
+    last_error: tuple[str, str] | None = None
+    if attempts:
+        failed = [a for a in attempts if a.error_detail]
+        if failed:
+            last_error = (failed[-1].error_code or "failed", failed[-1].error_detail or "")
+
+    i = 0
+    while i < len(targets):
+        target = targets[i]
+        is_last = i == len(targets) - 1
+        step = _try_target(msg, conv, contact, clinic, target, is_last=is_last)
+        if step.kind == "done":  # sent, scheduled or failed for good
+            return
+        if step.kind == "again":  # same channel once more (now as a template)
+            continue
+        last_error = step.error or last_error
+        i += 1
+    code, detail = last_error or ("no_channel", NO_CHANNEL_REASON)
+    _fail(msg, code, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    kind: str  # done | next | again
+    error: tuple[str, str] | None = None
+
+
+def _first_name(contact: Contact) -> str:
+    return (contact.name or "").split(" ")[0] or "there"
+
+
+def _switch_to_template(msg: Message, contact: Contact, clinic: Clinic) -> bool:
+    """Turn free text into the clinic's approved template for its purpose; False when there is none."""
+    tpl = templates.for_purpose(clinic.id, msg.purpose, contact.language or clinic.locale)
+    if tpl is None:
+        return False
+    given = list(msg.template_params or [])
+    params = (given + [_first_name(contact)] * tpl.variable_count)[: tpl.variable_count]
+    msg.extra = {**(msg.extra or {}), "free_text_kind": msg.kind}
+    msg.kind = "template"
+    msg.template_name, msg.template_language, msg.template_params = tpl.name, tpl.language, params
+    return True
+
+
+def _try_target(
+    msg: Message, conv: Conversation, contact: Contact, clinic: Clinic, target: Target, *, is_last: bool
+) -> _Step:
+    now = utcnow()
+    if target.channel == "whatsapp" and not msg.template_name and not conv.window_open(now):
+        if msg.purpose in REPLY_PURPOSES and msg.author_type != AuthorType.SYSTEM:
+            _fail(msg, "window_closed", WINDOW_CLOSED_REASON)
+            return _Step("done")
+        if not _switch_to_template(msg, contact, clinic):
+            return _Step("next", ("window_closed", WINDOW_CLOSED_REASON))
+        db.session.commit()
+
+    # Circuit breaker: skip an open one to the next channel; on the last channel, wait for the probe.
+    breaker = breaker_for(target.conn.id)
+    try:
+        allowed = breaker.allow()
+    except REDIS_DOWN:
+        allowed = True  # fail open: a Redis outage must not stop delivery
+    if not allowed:
+        detail = f"{target.conn.label or target.conn.provider} is failing; its circuit breaker is open."
+        if not is_last:
+            _record(msg, target, AttemptOutcome.SKIPPED, "circuit_open", detail)
+            return _Step("next", ("circuit_open", detail))
+        try:
+            retry_at = breaker.state().retry_at or time.time() + 5
+        except REDIS_DOWN:
+            retry_at = time.time() + 5
+        wait = max(retry_at - time.time(), 0.05)
+        if not _within_age(msg, now):
+            return _Step("next", ("circuit_open", detail))
+        _reschedule(msg, wait, "circuit_open", f"Waiting: {detail}")
+        return _Step("done")
+
+    # Send-rate limit, shared by every worker.
+    try:
+        bucket = bucket_for(target.conn)
+        wait = bucket.try_acquire()
+        if 0 < wait <= RATE_SLEEP_MAX:
+            time.sleep(wait)
+            wait = bucket.try_acquire()
+    except REDIS_DOWN:
+        wait = 0.0
+    if wait > 0:
+        _reschedule(msg, wait, msg.error_code or "", msg.error_detail or "")
+        return _Step("done")
+
+    attempt = DeliveryAttempt(
+        clinic_id=msg.clinic_id,
+        message_id=msg.id,
+        round=msg.delivery_round,
+        channel=target.channel,
+        provider=target.conn.provider,
+        connection_id=target.conn.id,
+        started_at=utcnow(),
+        outcome=AttemptOutcome.IN_FLIGHT,
+        retry_by_id=(msg.extra or {}).get("retried_by") if msg.delivery_round else None,
+    )
+    db.session.add(attempt)
+    msg.attempts = (msg.attempts or 0) + 1
+    db.session.commit()  # the crash marker: committed before the provider sees anything
+
+    try:
+        result = _adapter(target.conn).send(_outbound(msg, conv, contact, clinic, target))
+    except ProviderError as exc:
+        return _on_error(msg, contact, clinic, target, attempt, exc, breaker, is_last=is_last)
+    _mark_sent(msg, attempt, result.provider_message_id, conn_id=target.conn.id, channel=target.channel)
+    with contextlib.suppress(*REDIS_DOWN):
+        breaker.record_success()
+    log.info("message %s sent to %s via %s", msg.id, mask(target.address), target.conn.provider)
+    if msg.critical:
+        minutes = float(clinic.setting("critical_timeout_minutes", 30))
         from ..jobs import DELIVERY, enqueue, tasks
 
         enqueue(
-            tasks.deliver_message,
+            tasks.check_critical,
             msg.id,
             queue=DELIVERY,
-            job_id=f"deliver-{msg.id}-{msg.attempts}",
-            delay=timedelta(seconds=max(delay, 0.5)),
+            job_id=f"critical-{msg.id}-{attempt.id}",
+            delay=timedelta(minutes=minutes),
         )
-        return
-    _fail(msg, exc.code or exc.kind.value, exc.detail)
-    if exc.kind == ErrorKind.AUTH:
-        log.warning("connection %s credentials refused by the provider", msg.connection_id)
+    return _Step("done")
+
+
+def _on_error(
+    msg: Message,
+    contact: Contact,
+    clinic: Clinic,
+    target: Target,
+    attempt: DeliveryAttempt,
+    exc: ProviderError,
+    breaker: CircuitBreaker,
+    *,
+    is_last: bool,
+) -> _Step:
+    now = utcnow()
+    if exc.kind in (ErrorKind.RETRYABLE, ErrorKind.AUTH):
+        try:
+            transition = breaker.record_failure()
+            if transition == "opened":
+                log.warning("circuit opened for connection %s", target.conn.id)
+        except REDIS_DOWN:
+            pass
+    attempt.finished_at = now
+    attempt.error_code = (exc.code or exc.kind.value)[:40]
+    attempt.error_detail = exc.detail[:500]
+    log.info("message %s: %s failed on %s (%s)", msg.id, target.channel, target.conn.provider, exc.kind.value)
+
+    if exc.retryable:
+        channel_attempts = [
+            a
+            for a in _round_attempts(msg)
+            if a.channel == target.channel and a.connection_id == target.conn.id
+        ]
+        n = len(channel_attempts)
+        budget = backoff.RetryBudget(
+            max_attempts=int(clinic.setting("max_attempts", MAX_ATTEMPTS)),
+            max_age_seconds=float(_cfg("DELIVERY_MAX_AGE_SECONDS", MAX_AGE_SECONDS)),
+        )
+        first = channel_attempts[0].started_at if channel_attempts else now
+        if budget.allows(n, first, now):
+            attempt.outcome = AttemptOutcome.RETRY
+            wait = backoff.retry_after_or_delay(
+                exc.retry_after, n - 1, base=float(_cfg("DELIVERY_BACKOFF_BASE", 2.0)), cap=300.0
+            )
+            _reschedule(msg, wait, attempt.error_code, f"Retrying: {exc.detail}")
+            return _Step("done")
+        attempt.outcome = AttemptOutcome.FAILED
+        db.session.commit()
+        return _Step("next", (attempt.error_code, exc.detail))
+
+    if exc.kind == ErrorKind.WINDOW_CLOSED and target.channel == "whatsapp":
+        attempt.outcome = AttemptOutcome.FAILED
+        attempt.error_detail = WINDOW_CLOSED_REASON
+        can_switch = msg.template_name is None and msg.purpose not in REPLY_PURPOSES
+        if can_switch and _switch_to_template(msg, contact, clinic):
+            attempt.outcome = AttemptOutcome.RETRY  # the channel is not spent: resend as template
+            db.session.commit()
+            return _Step("again")
+        if msg.purpose in REPLY_PURPOSES and msg.author_type != AuthorType.SYSTEM:
+            db.session.flush()
+            _fail(msg, "window_closed", WINDOW_CLOSED_REASON)
+            return _Step("done")
+        db.session.commit()
+        return _Step("next", ("window_closed", WINDOW_CLOSED_REASON))
+
+    # recipient_invalid, opted_out, auth, permanent: never again on this channel.
+    attempt.outcome = AttemptOutcome.FAILED
+    db.session.commit()
+    return _Step("next", (attempt.error_code, exc.detail))
+
+
+def _within_age(msg: Message, now: datetime) -> bool:
+    age = float(_cfg("DELIVERY_MAX_AGE_SECONDS", MAX_AGE_SECONDS))
+    return (now - msg.created_at).total_seconds() < age
+
+
+def _reschedule(msg: Message, wait: float, code: str, detail: str) -> None:
+    """Back to ``queued`` with a retry time; the job is scheduled and the sweeper waits for it."""
+    from ..jobs import DELIVERY, enqueue, tasks
+
+    wait = max(wait, 0.01)
+    msg.status = MessageStatus.QUEUED
+    msg.next_attempt_at = utcnow() + timedelta(seconds=wait)
+    msg.error_code = (code or None) and code[:40]
+    msg.error_detail = (detail or None) and detail[:500]
+    db.session.commit()
+    enqueue(
+        tasks.deliver_message,
+        msg.id,
+        queue=DELIVERY,
+        job_id=f"deliver-{msg.id}-a{msg.attempts}-r{msg.delivery_round}",
+        delay=timedelta(seconds=wait),
+    )
+
+
+def _mark_sent(
+    msg: Message,
+    attempt: DeliveryAttempt,
+    provider_message_id: str,
+    *,
+    conn_id: int | None,
+    channel: str | None = None,
+) -> None:
+    now = utcnow()
+    attempt.outcome = AttemptOutcome.SENT
+    attempt.finished_at = attempt.finished_at or now
+    attempt.provider_message_id = provider_message_id
+    msg.provider_message_id = provider_message_id
+    msg.status = MessageStatus.SENT
+    msg.sent_at = msg.sent_at or now
+    msg.channel = channel or attempt.channel
+    if conn_id:
+        msg.connection_id = conn_id  # status webhooks find the message by (connection, provider id)
+    msg.error_code = msg.error_detail = None
+    msg.next_attempt_at = None
+    db.session.commit()
+
+
+def _record(msg: Message, target: Target, outcome: AttemptOutcome, code: str, detail: str) -> None:
+    now = utcnow()
+    db.session.add(
+        DeliveryAttempt(
+            clinic_id=msg.clinic_id,
+            message_id=msg.id,
+            round=msg.delivery_round,
+            channel=target.channel,
+            provider=target.conn.provider,
+            connection_id=target.conn.id,
+            started_at=now,
+            finished_at=now,
+            outcome=outcome,
+            error_code=code,
+            error_detail=detail[:500],
+        )
+    )
+    db.session.commit()
 
 
 def _fail(msg: Message, code: str, detail: str) -> None:
     msg.status = MessageStatus.FAILED
     msg.failed_at = utcnow()
-    msg.error_code = code[:40]
-    msg.error_detail = detail[:500]
+    msg.next_attempt_at = None
+    msg.error_code = (code or "failed")[:40]
+    msg.error_detail = (detail or "The message could not be delivered.")[:500]
     db.session.commit()
     log.info("message %s failed: %s", msg.id, code)
-    realtime.publish(msg.clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
+
+
+def _outbound(
+    msg: Message, conv: Conversation, contact: Contact, clinic: Clinic, target: Target
+) -> OutboundMessage:
+    extra = msg.extra or {}
+    callback = _status_callback(target.conn)
+    if target.channel == "sms":
+        return OutboundMessage(
+            to=target.address,
+            channel=Channel.SMS,
+            text=channel_text.fit_sms(_plain_body(msg, clinic)),
+            client_ref=f"msg-{msg.id}",
+            status_callback_url=callback,
+        )
+    if target.channel == "email":
+        parts = channel_text.email_parts(
+            _plain_body(msg, clinic), subject=f"A message from {clinic.name}", clinic_name=clinic.name
+        )
+        return OutboundMessage(
+            to=target.address,
+            channel=Channel.EMAIL,
+            kind=MessageKind.EMAIL,
+            text=parts.text,
+            subject=parts.subject,
+            html=parts.html,
+            client_ref=f"msg-{msg.id}",
+        )
+    template = None
+    if msg.template_name:
+        tpl = templates.get_approved(clinic.id, msg.template_name, msg.template_language or "en")
+        template = TemplateRef(
+            name=msg.template_name,
+            language=msg.template_language or "en",
+            params=tuple(msg.template_params or ()),
+            provider_template_id=(tpl.provider_ids or {}).get(target.conn.provider) if tpl else None,
+        )
+    kind = (
+        MessageKind.TEMPLATE
+        if template
+        else MessageKind(msg.kind)
+        if msg.kind in set(MessageKind)
+        else MessageKind.TEXT
+    )
+    media = None
+    if msg.media_key and not template:
+        media = OutboundMedia(
+            url=media_links.url_for_message(msg.clinic_id, msg.id),
+            data=get_storage().get(msg.media_key),
+            mime_type=msg.media_mime or "application/octet-stream",
+            filename=msg.media_filename,
+        )
+    return OutboundMessage(
+        to=target.address,
+        channel=Channel.WHATSAPP,
+        kind=kind,
+        text=msg.body,
+        media=media,
+        template=template,
+        buttons=[Button(b["id"], b["title"]) for b in extra.get("buttons", [])],
+        client_ref=f"msg-{msg.id}",
+        conversation_ref=conv.provider_thread_ref,
+        status_callback_url=callback,
+    )
+
+
+def _status_callback(conn: Connection) -> str | None:
+    """Twilio reports delivery to the URL given with each message; only a public URL is useful."""
+    if conn.provider != "twilio" or not current_app.config.get("PUBLIC_BASE_URL"):
+        return None
+    return connections.webhook_url(conn)
+
+
+def _plain_body(msg: Message, clinic: Clinic) -> str:
+    """The words of a message for SMS and email, which carry no WhatsApp attachment."""
+    if msg.media_key:
+        what = "a photo" if msg.kind == "image" else f"a document ({msg.media_filename or 'file'})"
+        note = f"{clinic.name} tried to send you {what}. Please contact the clinic to receive it."
+        return f"{msg.body}\n\n{note}" if msg.body else note
+    if msg.body:
+        return msg.body
+    if msg.template_name:
+        tpl = templates.get_approved(msg.clinic_id, msg.template_name, msg.template_language or "en")
+        if tpl is not None:
+            return tpl.render(list(msg.template_params or ()))
+    return ""
+
+
+# --- critical messages, a person's retry ---------------------------------------------------------
+
+
+def check_critical(message_id: int) -> None:
+    """A critical message still not delivered after the clinic's timeout goes out on the next channel."""
+    msg = db.session.get(Message, message_id)
+    if msg is None or not msg.critical or msg.status != MessageStatus.SENT:
+        return
+    attempts = _round_attempts(msg)
+    sent = [a for a in attempts if a.outcome == AttemptOutcome.SENT]
+    if not sent:
+        return
+    carrier = sent[-1]
+    conv = db.session.get(Conversation, msg.conversation_id)
+    contact = db.session.get(Contact, conv.contact_id) if conv else None
+    clinic = db.session.get(Clinic, msg.clinic_id)
+    if conv is None or contact is None or clinic is None:
+        return
+    spent = {a.channel for a in attempts if a.outcome != AttemptOutcome.RETRY} | {carrier.channel}
+    if not any(t.channel not in spent for t in resolve_targets(msg, conv, contact, clinic)):
+        return  # nowhere else to go: it stays "sent"
+    minutes = clinic.setting("critical_timeout_minutes", 30)
+    carrier.outcome = AttemptOutcome.TIMEOUT
+    carrier.error_code = "not_delivered"
+    carrier.error_detail = f"Not delivered within {minutes} minutes; sent on the next channel."
+    msg.status = MessageStatus.QUEUED
+    db.session.commit()
+    deliver(msg.id)
+
+
+class RetryError(ValueError):
+    """The message cannot be retried; the text says why."""
+
+
+def retry(*, clinic_id: int, message_id: int, user_id: int) -> Message:
+    """A person retries a failed message: a new round on every channel, as a new attempt in its history."""
+    msg = db.session.scalar(
+        select(Message).where(
+            Message.id == message_id, Message.clinic_id == clinic_id, Message.direction == Direction.OUT
+        )
+    )
+    if msg is None:
+        from flask import abort
+
+        abort(404)
+    if msg.status != MessageStatus.FAILED:
+        raise RetryError("Only failed messages can be retried.")
+    msg.delivery_round = (msg.delivery_round or 0) + 1
+    msg.status = MessageStatus.QUEUED
+    msg.next_attempt_at = None
+    msg.failed_at = None
+    msg.extra = {**(msg.extra or {}), "retried_by": user_id}
+    db.session.commit()
+    from ..jobs import DELIVERY, enqueue, tasks
+
+    enqueue(
+        tasks.deliver_message, msg.id, queue=DELIVERY, job_id=f"deliver-{msg.id}-retry{msg.delivery_round}"
+    )
+    realtime.publish(clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
+    return msg

@@ -29,25 +29,77 @@ class ComposeError(ValueError):
     """The message cannot be sent as written; the text says why."""
 
 
-def queue_reply(*, clinic_id: int, conversation_id: int, body: str, author_id: int) -> Message:
-    """Record a staff reply as queued and enqueue its delivery (the intent is durable first)."""
+class PhiWarning(ComposeError):
+    """Clinic policy "warn": the text looks like it holds health data; re-send with confirm_phi=True.
+
+    ``findings`` are ``services.phi.Finding`` objects; ``str(exc)`` is the sentence for the composer.
+    """
+
+    def __init__(self, message: str, findings: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
+
+
+class PhiBlocked(ComposeError):
+    """Clinic policy "block": the text holds health data and may not leave by WhatsApp or SMS."""
+
+    def __init__(self, message: str, findings: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
+
+
+def queue_reply(
+    *,
+    clinic_id: int,
+    conversation_id: int,
+    body: str,
+    author_id: int,
+    template: TemplateUse | None = None,
+    confirm_phi: bool = False,
+) -> Message:
+    """Record a staff reply (free text or an approved template) as queued and enqueue its delivery.
+
+    Free text is checked for health data first, by the clinic's ``phi_policy``: "warn" raises
+    :class:`PhiWarning` until the author confirms (``confirm_phi=True``), "block" raises
+    :class:`PhiBlocked`. A template is sent as approved (no PHI check: its text is fixed).
+    """
     text = (body or "").strip()
-    if not text:
-        raise ComposeError("Write a message first.")
-    if len(text) > MAX_TEXT:
-        raise ComposeError(f"Messages can be at most {MAX_TEXT} characters.")
     conv = conversations.get(clinic_id=clinic_id, conversation_id=conversation_id)
+    extra: dict[str, Any] = {}
+    if template is not None:
+        from . import templates as tpl_service
+
+        tpl = tpl_service.get_approved(clinic_id, template.name, template.language)
+        if tpl is None:
+            raise ComposeError("That template is not approved for this clinic.")
+        params = [str(p) for p in template.params]
+        if len(params) < tpl.variable_count or any(not p.strip() for p in params[: tpl.variable_count]):
+            raise ComposeError("Fill in every field of the template.")
+        text = text or tpl.render(params)
+    else:
+        if not text:
+            raise ComposeError("Write a message first.")
+        if len(text) > MAX_TEXT:
+            raise ComposeError(f"Messages can be at most {MAX_TEXT} characters.")
+        findings = check_phi(clinic_id=clinic_id, text=text, confirmed=confirm_phi)
+        if findings:
+            extra["phi_confirmed"] = [f.label for f in findings]
     now = utcnow()
     msg = Message(
         clinic_id=clinic_id,
         conversation_id=conv.id,
         connection_id=conv.connection_id,
+        channel=conversations.reply_channel(conv),
         direction=Direction.OUT,
-        kind="text",
+        kind="template" if template else "text",
         body=text,
         author_type=AuthorType.STAFF,
         author_id=author_id,
         status=MessageStatus.QUEUED,
+        template_name=template.name if template else None,
+        template_language=template.language if template else None,
+        template_params=[str(p) for p in template.params] if template else None,
+        extra=extra,
         created_at=now,
     )
     db.session.add(msg)
@@ -56,6 +108,36 @@ def queue_reply(*, clinic_id: int, conversation_id: int, body: str, author_id: i
     enqueue_delivery(msg.id)
     realtime.publish(clinic_id, "message", conversation_id=conv.id, message_id=msg.id, inbound=False)
     return msg
+
+
+def check_phi(*, clinic_id: int, text: str, confirmed: bool = False) -> list[Any]:
+    """Apply the clinic's PHI policy to free text; returns the findings that were allowed through.
+
+    Raises :class:`PhiBlocked` (policy "block") or :class:`PhiWarning` (policy "warn", not confirmed).
+    """
+    from ..models import Clinic
+    from . import phi
+
+    clinic = db.session.get(Clinic, clinic_id)
+    if clinic is None:
+        raise ComposeError("Unknown clinic.")
+    policy = str(clinic.setting("phi_policy", "warn"))
+    if policy not in ("allow", "warn", "block"):
+        policy = "warn"
+    findings = phi.detect(
+        text,
+        extra_terms=tuple(clinic.setting("phi_terms", []) or ()),
+        allow_terms=(clinic.name,),
+        country=clinic.country,
+    )
+    if not findings:
+        return []
+    decision = phi.policy_decision(findings, policy)  # type: ignore[arg-type]
+    if not decision.allowed:
+        raise PhiBlocked(decision.reason, findings)
+    if decision.needs_confirmation and not confirmed:
+        raise PhiWarning(decision.reason, findings)
+    return findings
 
 
 def enqueue_delivery(message_id: int) -> bool:
