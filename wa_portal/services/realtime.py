@@ -12,7 +12,10 @@ log = logging.getLogger(__name__)
 
 
 def channel(clinic_id: int) -> str:
-    return f"wa:events:clinic:{clinic_id}"
+    """The clinic's channel. Pub/sub ignores Redis database numbers, so the number is in the name:
+    two deployments (or test runs) sharing one Redis server on different databases never mix."""
+    db = get_redis().connection_pool.connection_kwargs.get("db", 0)
+    return f"wa:events:{db}:clinic:{clinic_id}"
 
 
 def publish(clinic_id: int, event: str, **data: Any) -> None:

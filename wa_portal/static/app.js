@@ -149,14 +149,15 @@
     var list = $("#conversation-list");
     if (!list) return;
     var n = Number(list.getAttribute("data-awaiting") || 0);
-    document.title = (n ? "(" + n + ") " : "") + baseTitle;
+    var label = n >= 100 ? "99+" : String(n);
+    document.title = (n ? "(" + label + ") " : "") + baseTitle;
     var badge = $("#awaiting-badge");
     if (badge) {
-      badge.textContent = n ? String(n) : "";
+      badge.textContent = n ? label : "";
       badge.hidden = !n;
       badge.setAttribute("aria-label", n + " awaiting a reply");
     }
-    $all("[data-awaiting-count]").forEach(function (c) { c.textContent = String(n); });
+    $all("[data-awaiting-count]").forEach(function (c) { c.textContent = n ? label : ""; });
     lastAwaiting = n;
   }
 

@@ -1,0 +1,56 @@
+"""Server-Sent Events: one stream per signed-in browser, fed by the clinic's Redis pub/sub channel.
+
+No in-process state: any web worker can serve any browser, and events published by any worker
+process reach every stream of that clinic (and never another clinic's). A stream ends after a
+bounded time so a worker is never pinned forever; EventSource reconnects on its own and the
+page refreshes what it may have missed when the stream opens again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app
+from flask_login import current_user, login_required
+
+from ..services import realtime
+from ..services.redis_conn import REDIS_DOWN, get_redis
+
+bp = Blueprint("events", __name__)
+
+
+@bp.get("/events")
+@login_required
+def stream() -> Response:
+    max_seconds = float(current_app.config.get("SSE_MAX_SECONDS", 55))
+    heartbeat = float(current_app.config.get("SSE_HEARTBEAT_SECONDS", 15))
+    try:
+        pubsub = get_redis().pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(realtime.channel(current_user.clinic_id))
+    except REDIS_DOWN:
+        # The browser's EventSource gives up on a 503 and app.js falls back to polling.
+        return Response("Live updates are unavailable right now.", status=503, mimetype="text/plain")
+
+    def generate() -> Iterator[str]:
+        start = last = time.monotonic()
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while (now := time.monotonic()) - start < max_seconds:
+                msg = pubsub.get_message(timeout=min(1.0, max(0.05, max_seconds - (now - start))))
+                if msg is not None and msg.get("type") == "message":
+                    data = msg["data"].decode() if isinstance(msg["data"], bytes) else str(msg["data"])
+                    yield f"data: {data}\n\n"
+                    last = time.monotonic()
+                elif time.monotonic() - last >= heartbeat:
+                    yield ": ping\n\n"  # keeps proxies from closing an idle stream
+                    last = time.monotonic()
+        except REDIS_DOWN:
+            return
+        finally:
+            pubsub.close()
+
+    resp = Response(generate(), mimetype="text/event-stream")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
+    return resp
