@@ -68,13 +68,30 @@ def _sqlite_pragmas(app: Flask, db: Any) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .web import auth, filters, health, inbox, sandbox, webhooks
+    from .web import api as api  # appointments JSON API (issue 6)
+    from .web import appointments as appointments  # appointments pages (issue 6)
+    from .web import (
+        auth,
+        deliveries,  # delivery log, failed deliveries, health (issue 4)
+        filters,
+        health,
+        inbox,
+        public_media,
+        sandbox,
+        webhooks,
+    )
+    from .web import events as events
 
     filters.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(appointments.bp)
+    app.register_blueprint(api.bp)  # CSRF-exempt, Bearer API keys
+    app.register_blueprint(deliveries.bp)
+    app.register_blueprint(public_media.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
 

@@ -26,12 +26,13 @@ class SweepResult:
     webhook_events: int = 0
     messages: int = 0
     media: int = 0
+    reminders: int = 0
     enqueue_failed: bool = False
 
     def __str__(self) -> str:
         return (
             f"re-enqueued {self.webhook_events} webhook event(s), {self.messages} message(s), "
-            f"{self.media} media download(s)"
+            f"{self.media} media download(s), sent {self.reminders} overdue reminder(s)"
             + (" — Redis unavailable, try again" if self.enqueue_failed else "")
         )
 
@@ -87,6 +88,12 @@ def sweep(*, older_than: timedelta | None = None) -> SweepResult:
             result.enqueue_failed = True
             break
         result.media += 1
-    if result.webhook_events or result.messages or result.media:
+
+    # Appointment reminders whose scheduled job Redis lost: the row is the truth, so send it now
+    # (send_reminder re-checks the row under a lock, so a job firing at the same time sends nothing).
+    from . import reminders
+
+    result.reminders = reminders.send_due(cutoff=cutoff, limit=BATCH)
+    if result.webhook_events or result.messages or result.media or result.reminders:
         log.info("sweep: %s", result)
     return result

@@ -67,19 +67,31 @@ class GroupCommitter:
                 except queue.Empty:
                     break
             try:
-                with self.app.app_context():
-                    ids = self._insert([values for values, _ in batch])
-            except Exception as exc:
-                log.exception("webhook batch of %d could not be stored", len(batch))
-                for _, fut in batch:
-                    fut.set_exception(exc)
-                continue
-            for (_, fut), event_id in zip(batch, ids, strict=True):
-                fut.set_result(event_id)
-            new_ids = [i for i in ids if i is not None]
-            if new_ids:
-                with self.app.app_context():
-                    _enqueue_ingest(new_ids)
+                self._store(batch)
+            finally:
+                for _ in batch:
+                    q.task_done()
+
+    def _store(self, batch: list[tuple[dict[str, Any], Future[int | None]]]) -> None:
+        try:
+            with self.app.app_context():
+                ids = self._insert([values for values, _ in batch])
+        except Exception as exc:
+            log.exception("webhook batch of %d could not be stored", len(batch))
+            for _, fut in batch:
+                fut.set_exception(exc)
+            return
+        # Answer as soon as the rows are committed; the enqueue follows (the sweeper covers its loss).
+        for (_, fut), event_id in zip(batch, ids, strict=True):
+            fut.set_result(event_id)
+        new_ids = [i for i in ids if i is not None]
+        if new_ids:
+            with self.app.app_context():
+                _enqueue_ingest(new_ids)
+
+    def wait_idle(self) -> None:
+        """Block until every submitted event is stored and its ingest job enqueued (tests, shutdown)."""
+        self._queue.join()
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int | None]:
         from ..extensions import db

@@ -7,8 +7,8 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import abort, make_response, render_template
-from htmx_flask import request
 from flask_login import current_user, login_required
+from htmx_flask import request
 
 F = TypeVar("F", bound=Callable[..., Any])
 
