@@ -233,21 +233,28 @@ def run_worker(app: Flask) -> Callable[[], int]:
     from wa_portal.jobs import QUEUES, get_queue, make_worker
 
     def run(include_scheduled: bool = True) -> int:
+        """Run burst passes until no job is queued (or scheduled); returns how many jobs were run."""
+        from wa_portal.services.webhook_store import committer
+
+        committer(app).wait_idle()  # webhooks answered 200 have their ingest job enqueued
         done = 0
         for _ in range(20):
-            if include_scheduled:
-                for name in QUEUES:
-                    q = get_queue(name)
+            pending = 0
+            for name in QUEUES:
+                q = get_queue(name)
+                if include_scheduled:
                     reg = ScheduledJobRegistry(queue=q)
                     for job_id in reg.get_job_ids():
-                        q.enqueue_job(q.fetch_job(job_id))
+                        job = q.fetch_job(job_id)
                         reg.remove(job_id)
-            worker = make_worker(app)
-            worker.work(burst=True, logging_level="WARNING")
-            processed = worker.successful_job_count + worker.failed_job_count
-            done += processed
-            if processed == 0:
+                        if job is not None:
+                            q.enqueue_job(job)
+                pending += q.count
+            if not pending:
                 break
+            # rq 3 counts finished jobs in Redis, not on the worker object: count what was queued.
+            make_worker(app).work(burst=True, logging_level="WARNING")
+            done += pending
         return done
 
     return run

@@ -271,7 +271,8 @@ def main() -> int:
             f"{args.connections} connections, {args.seconds} s each"
         )
         print(
-            f"POST /webhooks/meta : {hook['rps']:8.0f} req/s   p50 {hook['p50']:6.2f} ms   p99 {hook['p99']:6.2f} ms"
+            f"POST /webhooks/meta : {hook['rps']:8.0f} req/s"
+            f"   p50 {hook['p50']:6.2f} ms   p99 {hook['p99']:6.2f} ms"
             f"   non-2xx {hook['non2xx']}   socket errors: {hook['socket_errors']}"
         )
         print(
@@ -284,7 +285,8 @@ def main() -> int:
         )
         print(f"acknowledged {acked}, stored {stored}  -> lost {acked - stored if acked > stored else 0}")
         print(
-            f"ingested by one worker in {ingest_s:.1f} s: {messages} messages, {distinct} distinct provider ids, "
+            f"ingested by one worker in {ingest_s:.1f} s: {messages} messages, "
+            f"{distinct} distinct provider ids, "
             f"{pending} events not processed -> duplicated {messages - distinct}"
         )
         return 0
