@@ -294,3 +294,45 @@ def test_opening_sends_a_read_receipt_through_a_job(client, login, staff, conv, 
     client.get(f"/inbox/c/{conv.id}")
     run_worker()
     assert len(seen) == 1  # nothing new to read: no second receipt
+
+
+def test_failed_patient_file_shows_why_and_can_be_downloaded_again(
+    client, login, staff, sandbox_conn, make_conv, make_clinic, make_user, db
+):
+    from rq import Queue
+
+    from wa_portal.jobs import MEDIA, get_queue
+    from wa_portal.models import AuthorType, Direction
+
+    conv = make_conv(sandbox_conn, name="Maria Lopez")
+    photo = Message(
+        clinic_id=conv.clinic_id,
+        conversation_id=conv.id,
+        connection_id=sandbox_conn.id,
+        direction=Direction.IN,
+        kind="image",
+        author_type=AuthorType.PATIENT,
+        status=MessageStatus.RECEIVED,
+        media_status="failed",
+        extra={"media_error": "The provider no longer has this file.", "media_ref": {"id": "m1"}},
+    )
+    db.session.add(photo)
+    db.session.commit()
+    login(staff)
+    page = client.get(f"/inbox/c/{conv.id}").get_data(as_text=True)
+    assert "Media unavailable: The provider no longer has this file." in page
+    assert "Download again" in page
+
+    url = f"/inbox/c/{conv.id}/media/{photo.id}/retry"
+    answer = client.post(url, headers={"HX-Request": "true", "X-CSRFToken": csrf_token(client, "/inbox")})
+    assert answer.status_code == 200
+    assert "Downloading media…" in answer.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Message, photo.id).media_status == "pending"
+    queue: Queue = get_queue(MEDIA)
+    assert [j.args for j in queue.jobs] == [(photo.id,)]
+
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/inbox")})
+    login(make_user(make_clinic("elsewhere"), "staff", email="x@elsewhere.test"))
+    refused = client.post(url, headers={"X-CSRFToken": csrf_token(client, "/inbox")})
+    assert refused.status_code == 404

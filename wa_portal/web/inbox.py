@@ -422,6 +422,28 @@ def canned_delete(canned_id: int):
 # --- media ---------------------------------------------------------------------------------------
 
 
+@bp.post("/inbox/c/<int:conversation_id>/media/<int:message_id>/retry")
+@login_required
+def retry_media(conversation_id: int, message_id: int):
+    """A person asks to fetch a patient's file again after its download failed."""
+    from ..services import media as media_service
+
+    found = db.session.scalar(
+        select(Message.id).where(
+            Message.id == message_id,
+            Message.conversation_id == conversation_id,
+            Message.clinic_id == current_user.clinic_id,
+        )
+    )
+    if found is None:
+        abort(404)
+    if not media_service.retry(clinic_id=current_user.clinic_id, message_id=message_id):
+        flash("That file is not waiting for a retry.", "error")
+    if not request.htmx:
+        return redirect(url_for("inbox.conversation", conversation_id=conversation_id))
+    return _fragment("inbox/_thread.html", **_thread_ctx(conversation_id))
+
+
 @bp.get("/media/<int:message_id>")
 @login_required
 def media(message_id: int):
