@@ -14,6 +14,12 @@ bp = Blueprint("deliveries", __name__, url_prefix="/deliveries")
 ROLES = ("admin", "staff")
 
 
+@bp.get("/")
+@roles_required(*ROLES)
+def index():
+    return redirect(url_for("deliveries.log"))
+
+
 @bp.get("/log")
 @roles_required(*ROLES)
 def log():
