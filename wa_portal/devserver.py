@@ -6,6 +6,7 @@ child processes through REDIS_URL; Ctrl-C stops everything together.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -70,7 +71,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             child.kill()
     if embedded is not None:
-        embedded.shutdown()
+        # Already stopping with us on Ctrl-C: nothing to keep, nothing worth a traceback.
+        with contextlib.suppress(Exception):
+            embedded.shutdown(nosave=True)
     return code
 
 

@@ -44,6 +44,7 @@ def seed() -> list[str]:
         lines.append("created sandbox WhatsApp connection")
     lines.extend(seed_appointments(clinic))  # appointments (issue 6)
     lines.extend(seed_delivery_templates(clinic))  # delivery (issue 4)
+    lines.extend(seed_sample_activity(clinic))
     lines.append(f"demo login: {DEMO_USERS[1][0]} / {DEMO_PASSWORD}  (admin: {DEMO_USERS[0][0]})")
     return lines
 
@@ -140,3 +141,153 @@ def seed_delivery_templates(clinic: Clinic) -> list[str]:
             added += 1
     db.session.commit()
     return [f"added {added} approved follow-up template(s)"] if added else []
+
+
+# --- a lived-in inbox -----------------------------------------------------------------------------
+
+# (name, phone, language, status, minutes since the patient wrote, the thread: (who, text, status))
+SAMPLE_CONVERSATIONS = (
+    (
+        "Lucía Fernández",
+        "+34611223344",
+        "es",
+        "awaiting_human",
+        12,
+        (("patient", "Hola, ¿puedo cambiar mi cita del jueves a la tarde?", "received"),),
+    ),
+    (
+        "James Whitaker",
+        "+447700900123",
+        "en",
+        "assigned",
+        95,
+        (
+            ("patient", "Hi, is there parking near the clinic?", "received"),
+            ("staff", "Hi James, yes: the public car park on Calle Mayor is 2 minutes away.", "read"),
+            ("patient", "Great, thanks! See you on Monday.", "received"),
+        ),
+    ),
+    (
+        "Ana Souza",
+        "+351912345678",
+        "pt",
+        "awaiting_human",
+        26 * 60,
+        (
+            ("patient", "Bom dia, preciso de uma fatura da última sessão.", "received"),
+            ("staff", "Good morning Ana, here is the invoice you asked for.", "failed"),
+        ),
+    ),
+    (
+        "Priya Sharma",
+        "+34622334455",
+        "hi",
+        "closed",
+        3 * 24 * 60,
+        (
+            ("patient", "Thank you for the session today!", "received"),
+            ("staff", "You're welcome, Priya. Take care!", "delivered"),
+        ),
+    ),
+)
+
+
+def seed_sample_activity(clinic: Clinic) -> list[str]:
+    """A few conversations in every state and this week's appointments, once, so the demo is not empty.
+
+    Appointments go through the booking service, so their confirmations are real queued messages
+    the demo worker delivers to the sandbox phone (and the notification log shows them).
+    """
+    from datetime import datetime, timedelta
+
+    from ..models import (
+        AuthorType,
+        Contact,
+        Conversation,
+        Direction,
+        Message,
+        MessageStatus,
+        utcnow,
+    )
+    from . import appointments
+
+    if db.session.scalar(select(Conversation.id).where(Conversation.clinic_id == clinic.id).limit(1)):
+        return []
+    conn = connections.list_for_clinic(clinic.id, provider="sandbox")[0]
+    reception = db.session.scalar(select(User).where(User.email == DEMO_USERS[1][0]))
+    now = utcnow()
+    for name, phone, language, status, minutes, thread in SAMPLE_CONVERSATIONS:
+        contact = Contact(clinic_id=clinic.id, phone=phone, name=name, language=language, consent="opted_in")
+        db.session.add(contact)
+        db.session.flush()
+        last_in = now - timedelta(minutes=minutes)
+        conv = Conversation(
+            clinic_id=clinic.id,
+            connection_id=conn.id,
+            contact_id=contact.id,
+            status=status,
+            assignee_id=reception.id if status == "assigned" and reception else None,
+            last_inbound_at=last_in,
+            awaiting_since=last_in if status == "awaiting_human" else None,
+            unread_count=1 if status == "awaiting_human" else 0,
+        )
+        db.session.add(conv)
+        db.session.flush()
+        at = last_in - timedelta(minutes=len(thread))
+        for n, (who, text, state) in enumerate(thread):
+            at = at + timedelta(minutes=1)
+            outbound = who == "staff"
+            db.session.add(
+                Message(
+                    clinic_id=clinic.id,
+                    conversation_id=conv.id,
+                    connection_id=conn.id,
+                    direction=Direction.OUT if outbound else Direction.IN,
+                    author_type=AuthorType.STAFF if outbound else AuthorType.PATIENT,
+                    author_id=reception.id if outbound and reception else None,
+                    kind="text",
+                    body=text,
+                    status=state,
+                    provider_message_id=f"sandbox-demo-{contact.id}-{n}",
+                    error_code="131026" if state == MessageStatus.FAILED else None,
+                    error_detail=(
+                        "This number is not on WhatsApp and the clinic has no SMS sender set up."
+                        if state == MessageStatus.FAILED
+                        else None
+                    ),
+                    failed_at=at if state == MessageStatus.FAILED else None,
+                    created_at=at,
+                )
+            )
+        conv.last_message_at = at
+        conv.last_message_preview = thread[-1][1][:200]
+    db.session.commit()
+
+    therapist = db.session.scalar(select(User).where(User.email == DEMO_USERS[2][0]))
+    booked = 0
+    if therapist is not None:
+        zone = appointments.zone(clinic)
+        today = datetime.now(zone).date()
+        wanted = [
+            ("James Whitaker", "+447700900123", "en", 1, 10),
+            ("Lucía Fernández", "+34611223344", "es", 3, 12),
+            ("Marta Gil", "+34633445566", "es", 9, 17),
+        ]
+        for name, phone, language, days, hour in wanted:
+            day = today + timedelta(days=days)
+            while day.weekday() >= 5:  # the demo therapist works Monday to Friday
+                day += timedelta(days=1)
+            start = datetime(day.year, day.month, day.day, hour, 0, tzinfo=zone)
+            try:
+                appointments.book(
+                    clinic_id=clinic.id,
+                    therapist_id=therapist.id,
+                    starts_at=start,
+                    patient=appointments.PatientInput(name=name, phone=phone, language=language),
+                    location="Sunrise Therapy Clinic, room 2",
+                    source="demo",
+                )
+                booked += 1
+            except appointments.AppointmentError:
+                db.session.rollback()
+    return [f"added {len(SAMPLE_CONVERSATIONS)} sample conversations and {booked} appointments"]
