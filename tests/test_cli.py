@@ -94,6 +94,22 @@ def test_seed_demo_is_idempotent(app, db):
     assert len(db.session.scalars(select(Connection)).all()) == 1
 
 
+def test_demo_opens_on_a_lived_in_inbox_and_calendar(app, db, run_worker):
+    """A new user sees patients waiting, a failed reply to retry and this week's confirmations sent."""
+    from wa_portal.models import Appointment, Conversation, Message
+
+    assert "sample conversations and 3 appointments" in run(app, "seed-demo").output
+    assert "sample conversations" not in run(app, "seed-demo").output  # once only
+    statuses = sorted(c.status for c in db.session.scalars(select(Conversation)))
+    assert statuses.count("awaiting_human") == 2 and "assigned" in statuses and "closed" in statuses
+    assert db.session.query(Appointment).count() == 3
+    run_worker()
+    confirmations = db.session.scalars(select(Message).where(Message.purpose == "confirmation")).all()
+    assert len(confirmations) == 3 and {m.status for m in confirmations} == {"sent"}
+    failed = db.session.scalars(select(Message).where(Message.status == "failed")).all()
+    assert len(failed) == 1 and "not on WhatsApp" in failed[0].error_detail
+
+
 def test_sweep_command_reports(app, db):
     r = run(app, "sweep")
     assert r.exit_code == 0 and "re-enqueued 0 webhook event(s)" in r.output
