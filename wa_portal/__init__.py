@@ -81,6 +81,7 @@ def register_blueprints(app: Flask) -> None:
         webhooks,
     )
     from .web import events as events
+    from .web import settings as settings  # clinic settings pages (admins)
 
     filters.register(app)
     app.register_blueprint(health.bp)
@@ -92,6 +93,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)  # CSRF-exempt, Bearer API keys
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(public_media.bp)
+    app.register_blueprint(settings.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
 
