@@ -318,6 +318,7 @@ def health(*, clinic_id: int) -> list[HealthRow]:
             .order_by(DeliveryAttempt.id.desc())
             .limit(1)
         )
+        circuit: str
         try:
             state = delivery.breaker_for(conn.id).state()
             circuit, failures = state.state, state.failures

@@ -27,9 +27,13 @@ def typists(*, clinic_id: int, conversation_id: int, exclude_user_id: int | None
         r = get_redis()
         names = []
         for key in r.scan_iter(match=f"wa:typing:{clinic_id}:{conversation_id}:*", count=100):
-            uid = int(key.decode().rsplit(":", 1)[1])
+            uid = int(_text(key).rsplit(":", 1)[1])
             if uid != exclude_user_id and (name := r.get(key)):
-                names.append(name.decode())
+                names.append(_text(name))
         return names
     except REDIS_DOWN:
         return []
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

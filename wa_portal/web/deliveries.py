@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, flash, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, flash, redirect, stream_with_context, url_for
 from flask_login import current_user
+from htmx_flask import request
 
 from ..models import utcnow
 from ..services import delivery, delivery_log

@@ -15,10 +15,10 @@ from flask import (
     make_response,
     redirect,
     render_template,
-    request,
     url_for,
 )
 from flask_login import current_user, login_required
+from htmx_flask import request
 from markupsafe import Markup, escape
 from sqlalchemy import select
 
