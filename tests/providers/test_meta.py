@@ -429,14 +429,16 @@ STATUSES = [
         "failed",
         datetime(2025, 6, 18, 16, 22, 55, tzinfo=UTC),
         "131047",
-        "Re-engagement message",
+        "More than 24 hours have passed since the patient last wrote. Send an approved template instead. "
+        "(Re-engagement message)",
     ),
     (
         "status_failed_undeliverable.json",
         "failed",
         datetime(2025, 6, 18, 16, 22, 56, tzinfo=UTC),
         "131026",
-        "Message undeliverable",
+        "This number cannot receive WhatsApp messages (not on WhatsApp or an outdated app). "
+        "(Message undeliverable)",
     ),
 ]
 
@@ -454,6 +456,18 @@ def test_parse_status(
     assert event.route_key == PNID_KEY
     assert event.dedupe_key == f"{OURS}:{status}"
     assert event.raw == body_json(name)["entry"][0]["changes"][0]["value"]["statuses"][0]
+
+
+def test_failed_status_reason_is_a_sentence_even_for_an_unknown_code() -> None:
+    # Regression (e2e): the inbox showed Meta's bare title ("Message undeliverable") as the reason.
+    body = body_json("status_failed_undeliverable.json")
+    status = body["entry"][0]["changes"][0]["value"]["statuses"][0]
+    status["errors"] = [{"code": 999999, "title": "Something new"}]
+    (event,) = MetaProvider({}).parse_webhook(webhook(json.dumps(body).encode()))
+    assert (event.error_code, event.error_title) == (
+        "999999",
+        "WhatsApp could not deliver the message. (Something new)",
+    )
 
 
 def test_failed_status_keeps_our_callback_data_in_raw() -> None:

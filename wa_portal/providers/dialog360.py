@@ -6,6 +6,7 @@ Docs: https://docs.360dialog.com/docs/messaging
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -16,7 +17,16 @@ from urllib.parse import urlsplit
 import requests
 
 from . import http
-from .base import Capability, ErrorKind, Health, ProviderError, SettingField, WebhookRequest, register
+from .base import (
+    Capability,
+    ErrorKind,
+    Health,
+    ProviderError,
+    ProviderEvent,
+    SettingField,
+    WebhookRequest,
+    register,
+)
 from .meta import MetaProvider, _failed_health, _json, _missing, _obj, _objs, _str
 
 __all__ = ["DEFAULT_BASE_URL", "Dialog360Provider"]
@@ -137,6 +147,13 @@ class Dialog360Provider(MetaProvider):
         if not expected or not req.path_token:
             return False
         return hmac.compare_digest(req.path_token.encode(), str(expected).encode())
+
+    def parse_webhook(self, req: WebhookRequest) -> list[ProviderEvent]:
+        # Meta's envelope names the number (pnid:…), but a 360dialog connection is routed by its URL token
+        # only: ingest drops an event whose route key is not the verified connection's, so every event of
+        # this request carries the token's key.
+        key = token_key(req.path_token) if req.path_token else None
+        return [dataclasses.replace(event, route_key=key) for event in super().parse_webhook(req)]
 
     # -- health -------------------------------------------------------------------------------------------
 

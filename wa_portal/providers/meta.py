@@ -335,12 +335,18 @@ def _status(s: dict[str, Any], route_key: str | None) -> StatusUpdate | None:
         return None
     errors = _objs(s.get("errors"))
     err = errors[0] if errors else {}
+    code = _str(err.get("code")) or None
+    title = _str(err.get("title") or err.get("message")) or None
+    if status == "failed":
+        # The inbox shows error_title as the reason: a sentence for the receptionist, with Meta's own
+        # title in parentheses ("Message undeliverable" alone does not say what to do).
+        title = meta_errors.describe(code, title)
     return StatusUpdate(
         provider_message_id=msg_id,
         status=status,
         timestamp=_timestamp(s.get("timestamp")),
-        error_code=_str(err.get("code")) or None,
-        error_title=_str(err.get("title") or err.get("message")) or None,
+        error_code=code,
+        error_title=title,
         route_key=route_key,
         raw=s,
     )
