@@ -16,10 +16,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    _register_audit(app)
     register_errorhandlers(app)
     register_cli(app)
     register_security_headers(app)
     return app
+
+
+def _register_audit(app: Flask) -> None:
+    """The audit of every read and change of patient data (web/audit_hooks.py), for every blueprint."""
+    from .web import audit_hooks
+
+    audit_hooks.register(app)
 
 
 def _configure_logging(app: Flask) -> None:
@@ -70,6 +78,7 @@ def _sqlite_pragmas(app: Flask, db: Any) -> None:
 def register_blueprints(app: Flask) -> None:
     from .web import api as api  # appointments JSON API (issue 6)
     from .web import appointments as appointments  # appointments pages (issue 6)
+    from .web import audit as audit  # audit trail page (admins)
     from .web import (
         auth,
         deliveries,  # delivery log, failed deliveries, health (issue 4)
@@ -80,6 +89,7 @@ def register_blueprints(app: Flask) -> None:
         sandbox,
         webhooks,
     )
+    from .web import broadcasts as broadcasts  # broadcasts and emergency alerts
     from .web import events as events
     from .web import settings as settings  # clinic settings pages (admins)
 
@@ -94,6 +104,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(public_media.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(broadcasts.bp)
+    app.register_blueprint(audit.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
 

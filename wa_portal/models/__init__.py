@@ -12,7 +12,9 @@ from .appointment import (  # appointments (issue 6)
     Reminder,
     ReminderState,
 )
+from .audit import AuditEvent  # audit trail
 from .base import Base, utcnow
+from .broadcast import Broadcast, BroadcastKind, BroadcastStatus  # broadcasts
 from .clinic import Clinic, Role, User
 from .connection import Connection, ConnectionRoute, ConnectionStatus
 from .contact import Consent, Contact
@@ -45,8 +47,12 @@ __all__ = [  # noqa: RUF022
     # core
     "STATUS_RANK",
     "AttemptOutcome",
+    "AuditEvent",
     "AuthorType",
     "Base",
+    "Broadcast",
+    "BroadcastKind",
+    "BroadcastStatus",
     "CannedReply",
     "Clinic",
     "Connection",

@@ -147,6 +147,10 @@ class Message(ClinicScoped, TimestampMixin, Base):
     media_status: Mapped[str | None] = mapped_column(String(16))  # pending | stored | failed
     # Provider-specific leftovers worth keeping: button payloads, location, template variables.
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Broadcasts: the broadcast this message is one recipient's copy of.
+    broadcast_id: Mapped[int | None] = mapped_column(
+        ForeignKey("broadcast.id", ondelete="SET NULL"), index=True
+    )
 
     conversation: Mapped[Conversation] = relationship()
     author: Mapped[User | None] = relationship()
