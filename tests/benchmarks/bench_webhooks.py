@@ -40,9 +40,31 @@ LUA = r"""
 local lines = {}
 local n, i = 0, 0
 local counter = 0
+local threads = {}
 setup = function(thread)
   thread:set("tid", counter)
   counter = counter + 1
+  table.insert(threads, thread)
+end
+-- what the non-2xx answers were: "status body" -> count, kept per thread as one string
+bad = {}
+badtext = ""
+response = function(status, headers, body)
+  if status >= 300 then
+    local k = tostring(status) .. " " .. string.gsub(string.sub(body or "", 1, 80), "[\r\n;=]", " ")
+    bad[k] = (bad[k] or 0) + 1
+    local parts = {}
+    for key, n in pairs(bad) do parts[#parts + 1] = key .. "=" .. n end
+    badtext = table.concat(parts, ";")
+  end
+end
+done = function(summary, latency, requests)
+  for _, t in ipairs(threads) do
+    local text = t:get("badtext")
+    if text and text ~= "" then
+      for part in string.gmatch(text, "[^;]+") do io.write("BAD ", part, "\n") end
+    end
+  end
 end
 init = function(args)
   local tid = tonumber(wrk.thread:get("tid"))
@@ -125,7 +147,11 @@ def wrk(
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
+    bad: dict[str, int] = {}
+    for key, n in re.findall(r"^BAD (.*)=(\d+)$", out, re.MULTILINE):
+        bad[key.strip()] = bad.get(key.strip(), 0) + int(n)
     return {
+        "bad": bad,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": ms("50%"),
         "p99": ms("99%"),
@@ -141,6 +167,8 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--no-ingest", action="store_true", help="only the HTTP figures (tuning runs)")
+    ap.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("needs wrk: apt-get install wrk", file=sys.stderr)
@@ -163,7 +191,7 @@ def main() -> int:
     gunicorn = None
     tmp = Path(tempfile.mkdtemp(prefix="wa-bench-"))
     try:
-        subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run([*flask, "db", "upgrade", "heads"], cwd=ROOT, env=env, check=True, capture_output=True)
         subprocess.run(
             [*flask, "wa", "create-clinic", "--name", "Bench", "--slug", "bench"],
             cwd=ROOT,
@@ -220,16 +248,17 @@ def main() -> int:
                 f"127.0.0.1:{port}",
                 "--log-level",
                 "warning",
+                *args.gunicorn_arg,
             ],
             cwd=ROOT,
             env={**env, "WA_LOG_LEVEL": "WARNING"},
         )
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        for _ in range(300):  # a busy box may take a while to boot the workers
             try:
-                if requests.get(base + "/healthz", timeout=1).ok:
+                if requests.get(base + "/healthz", timeout=2).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         wrk_threads = 2
         # warm up both workers (imports, route cache, connection pools)
@@ -252,6 +281,13 @@ def main() -> int:
         with psycopg.connect(db_url) as c:
             stored = c.execute("select count(*) from webhook_event").fetchone()[0]
         acked = hook["total"] - hook["non2xx"]
+        if args.no_ingest:
+            print(
+                f"{args.workers}x{args.threads}: POST {hook['rps']:.0f} req/s p50 {hook['p50']:.2f} ms "
+                f"p99 {hook['p99']:.2f} ms non-2xx {hook['non2xx']} {hook['bad']}; "
+                f"healthz {health['rps']:.0f} req/s p99 {health['p99']:.2f} ms; stored {stored} acked {acked}"
+            )
+            return 0
         t0 = time.perf_counter()
         subprocess.run(
             [*flask, "wa", "worker", "--burst", "--queues", "webhooks"],
@@ -275,6 +311,8 @@ def main() -> int:
             f"   p50 {hook['p50']:6.2f} ms   p99 {hook['p99']:6.2f} ms"
             f"   non-2xx {hook['non2xx']}   socket errors: {hook['socket_errors']}"
         )
+        for what, n in sorted(hook["bad"].items()):
+            print(f"    non-2xx: {n} x {what}")
         print(
             f"GET  /healthz       : {health['rps']:8.0f} req/s   p50 {health['p50']:6.2f} ms   "
             f"p99 {health['p99']:6.2f} ms"

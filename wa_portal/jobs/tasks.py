@@ -10,9 +10,8 @@ def ingest_event(event_id: int) -> None:
 
 
 def ingest_events(event_ids: list[int]) -> None:
-    """A batch from one group commit; each event is its own transaction, so one bad event stops nothing."""
-    for event_id in event_ids:
-        ingest.process_event(event_id)
+    """A chunk of stored events: one transaction with bulk lookups; one by one if that fails."""
+    ingest.process_events(event_ids)
 
 
 def deliver_message(message_id: int) -> None:

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 
 log = logging.getLogger(__name__)
 
 ADAPTER_MODULES = ("sandbox", "meta", "dialog360", "twilio", "waha", "chatwoot", "ses")
 _loaded = False
+_load_lock = threading.RLock()
 
 
 def load_all() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
+    # Threads of a fresh gunicorn worker call this at once: none may see a half-filled registry
+    # (it answered Meta's first webhooks 404 "unknown provider").
+    with _load_lock:
+        if not _loaded:
+            _load_modules()
+            _loaded = True
+
+
+def _load_modules() -> None:
     for mod in ADAPTER_MODULES:
         try:
             importlib.import_module(f"{__name__}.{mod}")
