@@ -1,24 +1,34 @@
 """10,000 outbound messages through the whole delivery pipeline to the Meta emulator, rate limits off.
 
-Pipeline per message: queued row in PostgreSQL → RQ job (a batch of ids) → claim (conditional
-UPDATE) → consent / window checks → circuit breaker (Redis) → attempt row committed → Meta adapter
-→ HTTP to the emulator → result committed. Prints messages/s, p50 and p95 time from queued to the
-provider call, peak worker memory, and proves 0 lost / 0 duplicated from the emulator's own count.
+Pipeline per message: queued row in PostgreSQL → RQ batch job of ids (``messaging.enqueue_deliveries``
+→ ``tasks.deliver_messages``) → one claim statement per batch (FOR UPDATE SKIP LOCKED) → consent /
+window / breaker checks → the batch's ``in_flight`` attempt rows in one commit → Meta adapter → HTTP
+(keep-alive) to the emulator → "sent" in one autocommit statement per message. Prints messages/s,
+p50 and p95 time from queued to the provider call, CPU per message (workers, emulator, PostgreSQL),
+peak worker memory, and proves 0 lost / 0 duplicated from the emulator's own count (exit status 1
+otherwise).
 
     .venv/bin/python tests/benchmarks/bench_delivery.py [--messages 10000] [--workers 3] [--batch 50]
+        [--worker-log FILE] [--profile DIR]
 
 Worker model: several non-forking RQ workers (``flask wa worker --queues delivery``, each an
-``AppWorker`` = RQ SimpleWorker with an app context per job), and jobs that carry a batch of
-message ids (``tasks.deliver_messages``). Batching amortizes RQ's per-job cost (a forking worker
-does ~50 trivial jobs/s here, a non-forking one ~150); each message keeps its own claim, attempt
-row and commit, so the per-message guarantees are the same as with one job per message.
-Creates and drops its own database; uses Redis db 14 (BENCH_REDIS_URL).
+``AppWorker`` = RQ SimpleWorker with an app context per job): 3 by default on this 2-core box, since
+each spends part of every message waiting (commit fsync, provider round trip). A forking worker does
+~50 trivial jobs/s here, a non-forking one ~150, so jobs carry 50 message ids each; every message
+keeps its own claim, attempt row and "sent" commit (crash bound: services/delivery.py docstring).
+
+The emulator runs under gunicorn (one gthread worker, keep-alive): werkzeug's dev server answers
+every request with ``Connection: close``, so each send paid a TCP handshake and a new server thread.
+``--werkzeug-emulator`` restores the old serving for comparison. Creates and drops
+its own database; uses Redis db 14 (BENCH_REDIS_URL). Tables are ANALYZEd after the bulk insert,
+as autovacuum would do on a live database.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import statistics
 import subprocess
@@ -58,10 +68,33 @@ def app(environ, start_response):
         return [body]
     return inner(environ, start_response)
 
-server = make_server("127.0.0.1", 0, app, threaded=True)
-emu.root_url = f"http://127.0.0.1:{server.server_port}"
-print(emu.root_url, flush=True)
-server.serve_forever()
+if "--werkzeug" in sys.argv:  # the old way: Connection: close on every answer, a thread per request
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    emu.root_url = f"http://127.0.0.1:{server.server_port}"
+    print(emu.root_url, flush=True)
+    server.serve_forever()
+
+# gunicorn gthread, one process (the emulator's state lives in it), HTTP keep-alive: werkzeug's dev
+# server closes every connection, so each send paid a TCP connect and a new thread, and the
+# emulator (not the pipeline) set the pace.
+import socket
+from gunicorn.app.base import BaseApplication
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+emu.root_url = f"http://127.0.0.1:{port}"
+
+class Serve(BaseApplication):
+    def load_config(self):
+        for k, v in {"bind": f"127.0.0.1:{port}", "workers": 1, "worker_class": "gthread", "threads": 8,
+                     "keepalive": 75, "accesslog": None, "loglevel": "warning",
+                     "when_ready": lambda _srv: print(emu.root_url, flush=True)}.items():
+            self.cfg.set(k, v)
+    def load(self):
+        return app
+
+Serve().run()
 """
 
 
@@ -71,6 +104,29 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its children (gunicorn serves the emulator from a forked worker)."""
+    total = cpu_seconds(pid)
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            total += sum(tree_cpu_seconds(int(c)) for c in task.read_text().split())
+    return total
+
+
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends serving ``database`` (their title names it); poll while
+    the workers run, since a backend exits with its worker."""
+    out = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if f" {database} " in cmdline.read_bytes().decode(errors="replace"):
+                pid = int(cmdline.parent.name)
+                out[pid] = cpu_seconds(pid)
+        except (OSError, ValueError):
+            pass
+    return out
 
 
 def rss_peak_kb(pid: int) -> int:
@@ -88,6 +144,9 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=3)
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--werkzeug-emulator", action="store_true", help="serve the emulator the old way")
+    ap.add_argument("--worker-log", metavar="FILE", help="append the workers' log output to FILE")
+    ap.add_argument("--profile", metavar="DIR", help="cProfile each worker into DIR/worker-N.prof")
     args = ap.parse_args()
 
     name = f"wa_bench_delivery_{os.getpid()}"
@@ -96,7 +155,7 @@ def main() -> None:
     db_url = ADMIN.rsplit("/", 1)[0] + "/" + name
     redis.Redis.from_url(REDIS_URL).flushdb()
     emulator = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR],
+        [sys.executable, "-c", EMULATOR, *(["--werkzeug"] if args.werkzeug_emulator else [])],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -125,9 +184,9 @@ def main() -> None:
 
         from wa_portal import create_app
         from wa_portal.extensions import db
-        from wa_portal.jobs import DELIVERY, enqueue_many, tasks
+        from wa_portal.jobs import DELIVERY
         from wa_portal.models import Clinic, Contact, Conversation, Message, utcnow
-        from wa_portal.services import connections
+        from wa_portal.services import connections, messaging
 
         app = create_app(
             {
@@ -179,21 +238,27 @@ def main() -> None:
                   "created_at": t_queued, "updated_at": t_queued} for i, cv in enumerate(conv_ids)],
             )  # fmt: skip
             db.session.commit()
+            # Statistics as a live database has them (autovacuum would analyze these tables soon).
+            db.session.execute(db.text("ANALYZE message, conversation, contact"))
+            db.session.commit()
             ids = db.session.scalars(db.select(Message.id).order_by(Message.id)).all()
-            calls = [((ids[i : i + args.batch],), f"bench-{i}") for i in range(0, len(ids), args.batch)]
-            for k in range(0, len(calls), 100):
-                enqueue_many(tasks.deliver_messages, calls[k : k + 100], queue=DELIVERY, timeout=600)
+            # The bulk path: one batch job (tasks.deliver_messages) per --batch ids, one Redis round trip.
+            messaging.enqueue_deliveries(ids, batch_size=args.batch)
 
         import resource
 
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        emu_cpu_before = cpu_seconds(emulator.pid)
+        emu_cpu_before = tree_cpu_seconds(emulator.pid)
+        pg_before = postgres_cpu(name)
+        pg_seen = dict(pg_before)
         start = time.monotonic()
-        for _ in range(args.workers):
+        for k in range(args.workers):
+            prof = ["-m", "cProfile", "-o", f"{args.profile}/worker-{k}.prof"] if args.profile else []
             workers.append(
                 subprocess.Popen(
                     [
                         sys.executable,
+                        *prof,
                         "-m",
                         "flask",
                         "--app",
@@ -208,7 +273,7 @@ def main() -> None:
                     cwd=ROOT,
                     env=env,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=open(args.worker_log, "ab") if args.worker_log else subprocess.DEVNULL,  # noqa: SIM115
                 )
             )
         peak = dict.fromkeys((w.pid for w in workers), 0)
@@ -216,13 +281,15 @@ def main() -> None:
             for w in workers:
                 if w.poll() is None:
                     peak[w.pid] = max(peak[w.pid], rss_peak_kb(w.pid))
+            pg_seen.update(postgres_cpu(name))
             time.sleep(0.2)
         elapsed = time.monotonic() - start
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         worker_cpu = (children.ru_utime + children.ru_stime) - (
             children_before.ru_utime + children_before.ru_stime
         )
-        emu_cpu = cpu_seconds(emulator.pid) - emu_cpu_before
+        emu_cpu = tree_cpu_seconds(emulator.pid) - emu_cpu_before
+        pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_seen.items())
 
         with app.app_context():
             from wa_portal.models import DeliveryAttempt
@@ -251,8 +318,14 @@ def main() -> None:
         per_msg = worker_cpu / args.messages * 1000
         load = os.getloadavg()[0]
         print(f"CPU                workers {worker_cpu:.1f} s ({per_msg:.1f} ms/message, startup included), "
-              f"emulator {emu_cpu:.1f} s; load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+              f"emulator {emu_cpu:.1f} s, PostgreSQL {pg_cpu:.1f} s")  # fmt: skip
+        total = (worker_cpu + emu_cpu + pg_cpu) / args.messages * 1000
+        print(f"                   {total:.1f} ms/message in all; load average {load:.1f} "
+              f"on {os.cpu_count()} cores"
+              f" (other processes' CPU included)")  # fmt: skip
         print(f"peak worker memory {max(peak.values()) / 1024:.0f} MiB (max VmHWM of one worker)")
+        if sent != args.messages or count["accepted"] != args.messages or count["duplicates"]:
+            sys.exit("FAILED: messages were lost or duplicated (run with --worker-log FILE to see why)")
     finally:
         for w in workers:
             if w.poll() is None:

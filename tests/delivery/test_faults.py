@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.conftest import ROOT, TEST_KEYS, TEST_SECRET_KEY, app_config
 
@@ -154,10 +154,15 @@ def test_redis_down_during_burst_of_500_all_delivered_exactly_once(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("window", ["closed", "open"])
 def test_worker_killed_mid_batch_loses_nothing_and_duplicates_are_bounded(
-    app, db, clinic, meta_conn, graph, drain, redis_url, capsys, generic_template
+    app, db, clinic, meta_conn, graph, drain, redis_url, capsys, generic_template, window
 ):
-    """SIGKILL a real worker process mid-batch; the sweeper + a new worker finish the job."""
+    """SIGKILL a real worker process mid-batch; the sweeper + a new worker finish the job.
+
+    Window closed: each message goes one at a time (template switch). Window open: the batch fast
+    path, whose attempt rows for the whole batch are committed before the first send.
+    """
     from wa_portal.jobs import DELIVERY, enqueue_many, tasks
     from wa_portal.models import AttemptOutcome, DeliveryAttempt, Message
     from wa_portal.services.sweeper import sweep
@@ -171,6 +176,15 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_are_bounded(
     for c in contacts:
         m = messaging.queue_notification(clinic_id=clinic.id, contact_id=c.id, purpose="broadcast", body="Hi")
         ids.append(m.id)
+    if window == "open":
+        from wa_portal.models import Conversation, utcnow
+
+        db.session.execute(
+            update(Conversation)
+            .where(Conversation.clinic_id == clinic.id)
+            .values(last_inbound_at=utcnow() - timedelta(minutes=5))
+        )
+        db.session.commit()
     from wa_portal.jobs import get_queue
 
     get_queue(DELIVERY).empty()
@@ -226,7 +240,7 @@ def test_worker_killed_mid_batch_loses_nothing_and_duplicates_are_bounded(
     )
     with capsys.disabled():
         print(
-            f"\n[SIGKILL] {sent_before} sent before the kill, {len(duplicates)} duplicate(s) "
+            f"\n[SIGKILL/{window}] {sent_before} sent before the kill, {len(duplicates)} duplicate(s) "
             f"{sorted(duplicates)}, {interrupted} interrupted attempt(s) recorded"
         )
     assert len(duplicates) <= 1  # at most one duplicate per crash (the message in flight)

@@ -11,9 +11,23 @@ from .errors import ErrorKind, ProviderError
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 20.0
 
+POOL_CONNECTIONS = 16  # hosts kept in the pool (one per provider API host, plus emulators in tests)
+POOL_MAXSIZE = 16  # kept-alive connections per host: enough for the threads of one process
+
 _session = requests.Session()
 # Providers are reached directly; a proxy from the environment must not capture loopback emulators.
 _session.trust_env = False
+# HTTP keep-alive: a worker sending a batch reuses one TCP (and TLS) connection per provider host
+# instead of a handshake per message. max_retries=0: urllib3 must never resend a POST by itself, since
+# a send the provider already accepted would reach the patient twice; retries are the delivery
+# service's decision (attempt rows, backoff).
+for _prefix in ("https://", "http://"):
+    _session.mount(
+        _prefix,
+        requests.adapters.HTTPAdapter(
+            pool_connections=POOL_CONNECTIONS, pool_maxsize=POOL_MAXSIZE, max_retries=0
+        ),
+    )
 
 
 def session() -> requests.Session:

@@ -36,6 +36,19 @@ One run of :func:`deliver` (the RQ job ``deliver_message``, or :func:`deliver_ba
 6. A **critical** message not ``delivered`` within ``settings["critical_timeout_minutes"]`` (a
    scheduled :func:`check_critical`) goes out again on the next channel.
 
+**Batches** (:func:`deliver_batch`, the RQ job ``deliver_messages``, enqueued by
+``messaging.enqueue_deliveries`` for bulk sends): one ``UPDATE … FOR UPDATE SKIP LOCKED … RETURNING``
+claims the whole batch; conversations and contacts load in one query; clinic rows, connections,
+adapters and breakers once per batch. Messages whose first send needs no decision (never tried,
+consent fine, window open or a template, breaker closed — asked once per connection per batch — and
+no send-rate limit) get their ``in_flight`` attempt rows in the claim's commit; each is then sent
+and marked ``sent`` by one autocommit statement right after the provider answers. Everything else
+goes through the steps above one message at a time. Before each send a batch re-checks its claim
+once a third of the lease has passed (a fencing check on ``updated_at``), a failure that leaves the
+breaker open sends the rest of the batch through step 4 (their unused attempt rows are deleted), a
+database error after a send stops the batch, and successes reach the breaker in one pipelined call
+at most every 0.1 s (and before this worker asks it anything).
+
 **Crash rule and the duplicate bound.** The attempt row is committed *before* the provider call and
 its result in the same commit as the message's new state. A run that finds the round's last attempt
 still ``in_flight`` knows a worker died during the call: when that attempt carries a provider
@@ -43,12 +56,16 @@ message id the message was sent and is not sent again; otherwise neither Meta's 
 Twilio nor SES lets us look a message up by our own reference or send with an idempotency key, so
 it is sent again and the interrupted attempt is recorded as ``interrupted``. Bound: **at most one
 duplicate per message per crash** (a worker killed between the provider's answer and our commit),
-and none from Redis outages, re-enqueues or concurrent workers (the claim in step 1).
+and none from Redis outages, re-enqueues or concurrent workers (the claim in step 1). A worker sends
+one message at a time, batch or not, so a crash duplicates **at most one message per worker**: the
+one whose call was in flight. In a batch the later messages' attempt rows are ``interrupted`` too,
+but they never reached the provider, so their resend is their first send.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -57,7 +74,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import (
@@ -140,10 +159,26 @@ def channel_chain(clinic: Clinic, contact: Contact) -> list[str]:
 
 
 class _BatchCache:
-    """Clinic-level rows looked up once per batch job instead of once per message (read-only use)."""
+    """State shared by the messages of one batch job: clinic-level rows (read-only use), circuit
+    breaker verdicts per connection, and the realtime events to publish in one pipeline at the end."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, int], Any] = {}
+        self.breakers: dict[int, CircuitBreaker] = {}
+        # connection id → may this batch send without asking Redis again? One ``allow()`` per
+        # connection per batch; a failure that leaves the circuit open or opening drops it to False,
+        # after which every message on that connection asks the breaker itself (the slow path).
+        self.allowed: dict[int, bool] = {}
+        self.events: list[tuple[int, int, int]] = []  # (clinic, conversation, message)
+        # Successes not yet told to the breaker: connection id → when the first of them happened.
+        self.successes: dict[int, float] = {}
+        # An autocommit connection for the one-statement "sent" writes (see _mark_sent).
+        self.autocommit: Any = None
+
+    def close(self) -> None:
+        if self.autocommit is not None:
+            self.autocommit.close()
+            self.autocommit = None
 
     def get(self, kind: str, key: int, load: Any) -> Any:
         if (kind, key) not in self.rows:
@@ -240,6 +275,10 @@ def _wrote_since_opt_out(conv: Conversation, contact: Contact) -> bool:
 
 
 def breaker_for(conn_id: int) -> CircuitBreaker:
+    return breaker_for_cache(_cache, conn_id) if _cache is not None else _new_breaker(conn_id)
+
+
+def _new_breaker(conn_id: int) -> CircuitBreaker:
     return CircuitBreaker(
         get_redis(),
         f"conn-{conn_id}",
@@ -295,28 +334,118 @@ def deliver(message_id: int) -> None:
         try:
             _run(msg, now)
         finally:
-            realtime.publish(msg.clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
+            _publish(msg)
     finally:
         session.expire_on_commit = expire
 
 
+@dataclass(slots=True)
+class _Prepared:
+    """A fresh message whose first channel needs no decision a send could change (batch fast path)."""
+
+    msg: Message
+    conv: Conversation
+    contact: Contact
+    clinic: Clinic
+    targets: list[Target]
+    attempt: DeliveryAttempt | None = None
+
+
 def deliver_batch(message_ids: list[int]) -> None:
-    """Deliver several messages in one job (same per-message guarantees; one failure never stops the rest)."""
+    """Deliver several messages in one job: same per-message guarantees, a fraction of the round trips.
+
+    1. One ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`` claims every claimable
+       message of the batch (rows another worker holds are skipped, not waited for).
+    2. Conversations and contacts are loaded in one query; clinic rows, connections, adapters and
+       circuit breakers once per batch.
+    3. Messages whose first channel is certain — never tried, consent fine, inside the window (or a
+       template), the connection's breaker closed, no send-rate limit — get their ``in_flight``
+       attempt rows in **one commit**, together with the claim. Every other message takes the
+       one-at-a-time path (:func:`_run`), unchanged.
+    4. Each prepared message is then sent and marked ``sent`` in its own commit right after the
+       provider answers; errors go through the usual retry / fallback logic.
+
+    One failure never stops the rest. Crash bound: see the module docstring.
+    """
     global _cache
     _cache = _BatchCache()
+    session = db.session()
+    expire = session.expire_on_commit
+    session.expire_on_commit = False
     try:
-        for mid in message_ids:
+        try:
+            prepared, slow = _claim_and_prepare(message_ids, utcnow())
+        except Exception:
+            # A database error while preparing rolls the claims back; fall back to one at a time.
+            log.exception("batch preparation failed; delivering its %d messages one by one", len(message_ids))
+            db.session.rollback()
+            for mid in message_ids:
+                _guarded(mid, lambda mid=mid: deliver(mid))
+            return
+        for n, item in enumerate(prepared):
             try:
-                deliver(mid)
-            except Exception:
-                log.exception("delivery of message %s crashed; the sweeper will pick it up", mid)
+                _send_prepared(item)
+            except DBAPIError:
+                # The database is failing: a message sent now could not be recorded as sent and would be
+                # sent again later. Stop; the rest still carry their unsent attempt rows (resent once).
+                log.exception("database error after message %s; leaving %d for the sweeper", item.msg.id,
+                              len(prepared) - n - 1)  # fmt: skip
                 db.session.rollback()
-            # Keep the identity map small; the batch cache holds the few shared rows.
-            for obj in list(db.session.identity_map.values()):
-                if not isinstance(obj, Clinic | Connection):
-                    db.session.expunge(obj)
+                return
+            except Exception:
+                log.exception("delivery of message %s crashed; the sweeper will pick it up", item.msg.id)
+                db.session.rollback()
+        for msg in slow:
+            _guarded(msg.id, lambda msg=msg: _run(msg, utcnow()))
     finally:
-        _cache = None
+        cache, _cache = _cache, None
+        session.expire_on_commit = expire
+        cache.close()
+        _flush_successes(cache)
+        _publish_many(cache.events)
+
+
+def _guarded(message_id: int, run: Any) -> None:
+    try:
+        run()
+    except Exception:
+        log.exception("delivery of message %s crashed; the sweeper will pick it up", message_id)
+        db.session.rollback()
+
+
+def _publish(msg: Message) -> None:
+    if _cache is not None:
+        _cache.events.append((msg.clinic_id, msg.conversation_id, msg.id))
+    else:
+        realtime.publish(msg.clinic_id, "status", conversation_id=msg.conversation_id, message_id=msg.id)
+
+
+def _publish_many(events: list[tuple[int, int, int]]) -> None:
+    """The batch's status events in one Redis round trip (best effort, like realtime.publish)."""
+    if not events:
+        return
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for clinic_id, conv_id, msg_id in events:
+            payload = json.dumps({"event": "status", "conversation_id": conv_id, "message_id": msg_id})
+            pipe.publish(realtime.channel(clinic_id), payload)
+        pipe.execute()
+    except REDIS_DOWN:
+        log.info("realtime publish skipped: redis unavailable")
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=float(_cfg("DELIVERY_LEASE_SECONDS", _cfg("SWEEP_STUCK_AFTER_SECONDS", 60))))
+
+
+def _claimable(now: datetime) -> Any:
+    return and_(
+        Message.direction == Direction.OUT,
+        or_(
+            Message.status == MessageStatus.QUEUED,
+            and_(Message.status == MessageStatus.SENDING, Message.updated_at < now - _lease()),
+        ),
+    )
 
 
 def _claim(message_id: int, now: datetime) -> Message | None:
@@ -325,17 +454,9 @@ def _claim(message_id: int, now: datetime) -> Message | None:
     Not committed here: the row lock is held until the first commit of this run (the attempt
     row, or a refusal), so a concurrent worker's claim waits and then finds it taken.
     """
-    lease = timedelta(seconds=float(_cfg("DELIVERY_LEASE_SECONDS", _cfg("SWEEP_STUCK_AFTER_SECONDS", 60))))
     msg = db.session.scalars(
         update(Message)
-        .where(
-            Message.id == message_id,
-            Message.direction == Direction.OUT,
-            or_(
-                Message.status == MessageStatus.QUEUED,
-                and_(Message.status == MessageStatus.SENDING, Message.updated_at < now - lease),
-            ),
-        )
+        .where(Message.id == message_id, _claimable(now))
         .values(status=MessageStatus.SENDING, updated_at=now, next_attempt_at=None)
         .returning(Message),
         execution_options={"populate_existing": True},
@@ -343,6 +464,174 @@ def _claim(message_id: int, now: datetime) -> Message | None:
     if msg is None:
         db.session.rollback()
     return msg
+
+
+def _claim_and_prepare(message_ids: list[int], now: datetime) -> tuple[list[_Prepared], list[Message]]:
+    """Claim the batch, split it into prepared (attempt rows written) and one-at-a-time messages.
+
+    The claim, the fast path's ``in_flight`` attempts and their ``attempts`` counters are one commit:
+    until then the claimed rows stay locked, as in :func:`_claim`.
+    """
+    # A materialized CTE: the rows are picked and locked once, whatever plan the statistics suggest
+    # (as a correlated IN-subquery a fresh table's estimates turned it into a loop over every row).
+    locked = (
+        select(Message.id)
+        .where(Message.id.in_(message_ids), _claimable(now))
+        .with_for_update(skip_locked=True)
+        .cte("claimable")
+        .prefix_with("MATERIALIZED")
+    )
+    msgs = sorted(
+        db.session.scalars(
+            update(Message)
+            .where(Message.id == locked.c.id)
+            .values(status=MessageStatus.SENDING, updated_at=now, next_attempt_at=None)
+            .returning(Message),
+            execution_options={"populate_existing": True, "synchronize_session": False},
+        ).all(),
+        key=lambda m: m.id,
+    )
+    if not msgs:
+        db.session.rollback()
+        return [], []
+    rows = db.session.execute(
+        select(Conversation, Contact)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.id.in_({m.conversation_id for m in msgs}))
+    ).all()
+    loaded = {conv.id: (conv, contact) for conv, contact in rows}
+    prepared: list[_Prepared] = []
+    slow: list[Message] = []
+    for msg in msgs:
+        conv, contact = loaded[msg.conversation_id]
+        clinic = _clinic(msg.clinic_id)
+        targets = _fast_targets(msg, conv, contact, clinic, now)
+        if targets:
+            prepared.append(_Prepared(msg, conv, contact, clinic, targets))
+        else:
+            slow.append(msg)
+    if prepared:
+        started = utcnow()
+        db.session.execute(
+            update(Message)
+            .where(Message.id.in_([p.msg.id for p in prepared]))
+            # updated_at explicitly: the column's onupdate would move it away from the claim's time,
+            # which _hold compares with.
+            .values(attempts=Message.attempts + 1, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        for p in prepared:
+            set_committed_value(p.msg, "attempts", (p.msg.attempts or 0) + 1)
+            p.attempt = _new_attempt(p.msg, p.targets[0], started)
+        db.session.add_all([p.attempt for p in prepared if p.attempt is not None])
+    db.session.commit()  # the claim and the crash markers, before any provider sees anything
+    return prepared, slow
+
+
+def _fast_targets(
+    msg: Message, conv: Conversation, contact: Contact, clinic: Clinic, now: datetime
+) -> list[Target] | None:
+    """The channel chain when the first send needs no decision of the one-at-a-time path; else None."""
+    if msg.attempts or msg.delivery_round or consent_refusal(msg, conv, contact, clinic):
+        return None
+    targets = resolve_targets(msg, conv, contact, clinic)
+    if not targets:
+        return None
+    first = targets[0]
+    if first.channel == "whatsapp" and not msg.template_name and not conv.window_open(now):
+        return None  # template switch or refusal: decided one at a time
+    if not bucket_for(first.conn).unlimited:
+        return None  # rate-limited connections pace each send through the token bucket
+    return targets if _batch_allows(first.conn.id) else None
+
+
+def _batch_allows(conn_id: int) -> bool:
+    assert _cache is not None
+    allowed = _cache.allowed.get(conn_id)
+    if allowed is None:
+        _flush_successes()
+        try:
+            allowed = breaker_for(conn_id).allow()
+        except REDIS_DOWN:
+            allowed = True  # fail open, as in _try_target
+        _cache.allowed[conn_id] = allowed
+    return allowed
+
+
+def _send_prepared(item: _Prepared) -> None:
+    """Send a message whose attempt row was written with the batch's claim; then as :func:`_run`."""
+    msg, attempt = item.msg, item.attempt
+    assert attempt is not None
+    try:
+        conn_id = item.targets[0].conn.id
+        if _cache is not None and not _cache.allowed.get(conn_id, True):
+            # The breaker opened during this batch: this attempt never reached the provider, so it is
+            # withdrawn and the message takes the one-at-a-time path (skip to the next channel or wait).
+            db.session.delete(attempt)
+            msg.attempts = max((msg.attempts or 1) - 1, 0)
+            if not _hold(msg):
+                return
+            db.session.commit()
+            _run(msg, utcnow())
+            return
+        if utcnow() - msg.updated_at > _lease() / 3 and not _hold(msg, commit=True):
+            return  # the batch ran long and another worker took the message over
+        _run(msg, utcnow(), prepared=item)
+    finally:
+        _publish(msg)
+
+
+def _hold(msg: Message, *, commit: bool = False, count_attempt: bool = False) -> bool:
+    """Renew this run's lease on a ``sending`` message; False (rolled back) when another worker took it.
+
+    A fencing check: the row must still carry the ``updated_at`` this run last wrote. A batch can
+    outlive the lease (slow provider), and the sweeper then hands the row to another worker.
+    """
+    db.session.flush()  # pending changes bump updated_at (onupdate): compare with the stored value
+    now = utcnow()
+    values: dict[str, Any] = {"updated_at": now}
+    if count_attempt:
+        values["attempts"] = Message.attempts + 1
+    held = db.session.execute(
+        update(Message)
+        .where(
+            Message.id == msg.id,
+            Message.status == MessageStatus.SENDING,
+            Message.updated_at == msg.updated_at,
+        )
+        .values(**values),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if not held:
+        db.session.rollback()
+        log.warning("message %s: another worker took it over (lease ran out); leaving it", msg.id)
+        return False
+    set_committed_value(msg, "updated_at", now)
+    if count_attempt:
+        set_committed_value(msg, "attempts", (msg.attempts or 0) + 1)
+    if commit:
+        db.session.commit()
+    return True
+
+
+def _clinic(clinic_id: int) -> Clinic:
+    clinic = _cached("clinic", clinic_id, lambda: db.session.get(Clinic, clinic_id))
+    assert clinic is not None
+    return clinic
+
+
+def _new_attempt(msg: Message, target: Target, started: datetime) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        clinic_id=msg.clinic_id,
+        message_id=msg.id,
+        round=msg.delivery_round,
+        channel=target.channel,
+        provider=target.conn.provider,
+        connection_id=target.conn.id,
+        started_at=started,
+        outcome=AttemptOutcome.IN_FLIGHT,
+        retry_by_id=(msg.extra or {}).get("retried_by") if msg.delivery_round else None,
+    )
 
 
 def _round_attempts(msg: Message) -> list[DeliveryAttempt]:
@@ -355,19 +644,47 @@ def _round_attempts(msg: Message) -> list[DeliveryAttempt]:
     )
 
 
-def _run(msg: Message, now: datetime) -> None:
+def _run(msg: Message, now: datetime, prepared: _Prepared | None = None) -> None:
+    first: DeliveryAttempt | None = None
+    if prepared is not None:  # checked and its attempt row written with the batch's claim
+        conv, contact, clinic, targets = prepared.conv, prepared.contact, prepared.clinic, prepared.targets
+        first, last_error = prepared.attempt, None
+    else:
+        conv, contact, clinic, targets, last_error, go = _start(msg, now)
+        if not go:
+            return
+
+    i = 0
+    while i < len(targets):
+        target = targets[i]
+        is_last = i == len(targets) - 1
+        step = _try_target(msg, conv, contact, clinic, target, is_last=is_last, attempt=first)
+        first = None
+        if step.kind == "done":  # sent, scheduled or failed for good
+            return
+        if step.kind == "again":  # same channel once more (now as a template)
+            continue
+        last_error = step.error or last_error
+        i += 1
+    code, detail = last_error or ("no_channel", NO_CHANNEL_REASON)
+    _fail(msg, code, detail)
+
+
+def _start(
+    msg: Message, now: datetime
+) -> tuple[Conversation, Contact, Clinic, list[Target], tuple[str, str] | None, bool]:
+    """The one-at-a-time path's checks: consent, an interrupted attempt, the channels left this round."""
     conv, contact = db.session.execute(
         select(Conversation, Contact)
         .join(Contact, Contact.id == Conversation.contact_id)
         .where(Conversation.id == msg.conversation_id)
     ).one()
-    clinic = _cached("clinic", msg.clinic_id, lambda: db.session.get(Clinic, msg.clinic_id))
-    assert clinic is not None
+    clinic = _clinic(msg.clinic_id)
 
     refusal = consent_refusal(msg, conv, contact, clinic)
     if refusal:
         _fail(msg, "opted_out", refusal)
-        return
+        return conv, contact, clinic, [], None, False
 
     fresh = not msg.attempts and not msg.delivery_round  # never tried: no history to read
     attempts = [] if fresh else _round_attempts(msg)
@@ -375,7 +692,7 @@ def _run(msg: Message, now: datetime) -> None:
     if last is not None and last.outcome == AttemptOutcome.IN_FLIGHT:
         if last.provider_message_id:  # it did go out: record it, never resend
             _mark_sent(msg, last, last.provider_message_id, conn_id=last.connection_id)
-            return
+            return conv, contact, clinic, [], None, False
         last.outcome = AttemptOutcome.RETRY
         last.finished_at = now
         last.error_code, last.error_detail = "interrupted", INTERRUPTED_DETAIL
@@ -393,20 +710,7 @@ def _run(msg: Message, now: datetime) -> None:
         failed = [a for a in attempts if a.error_detail]
         if failed:
             last_error = (failed[-1].error_code or "failed", failed[-1].error_detail or "")
-
-    i = 0
-    while i < len(targets):
-        target = targets[i]
-        is_last = i == len(targets) - 1
-        step = _try_target(msg, conv, contact, clinic, target, is_last=is_last)
-        if step.kind == "done":  # sent, scheduled or failed for good
-            return
-        if step.kind == "again":  # same channel once more (now as a template)
-            continue
-        last_error = step.error or last_error
-        i += 1
-    code, detail = last_error or ("no_channel", NO_CHANNEL_REASON)
-    _fail(msg, code, detail)
+    return conv, contact, clinic, targets, last_error, True
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,8 +737,75 @@ def _switch_to_template(msg: Message, contact: Contact, clinic: Clinic) -> bool:
 
 
 def _try_target(
-    msg: Message, conv: Conversation, contact: Contact, clinic: Clinic, target: Target, *, is_last: bool
+    msg: Message,
+    conv: Conversation,
+    contact: Contact,
+    clinic: Clinic,
+    target: Target,
+    *,
+    is_last: bool,
+    attempt: DeliveryAttempt | None = None,
 ) -> _Step:
+    """One channel: checks, the attempt row, the provider call, the outcome.
+
+    ``attempt`` is an ``in_flight`` row the batch already committed after making the same checks
+    (:func:`_claim_and_prepare`); then only the call and its outcome remain.
+    """
+    breaker = breaker_for(target.conn.id)
+    if attempt is None:
+        step = _checks(msg, conv, contact, clinic, target, breaker, is_last=is_last)
+        if step is not None:
+            return step
+        now = utcnow()
+        if not _hold(msg, count_attempt=True):
+            return _Step("done")  # the lease ran out and another worker has the message now
+        attempt = _new_attempt(msg, target, now)
+        db.session.add(attempt)
+        db.session.commit()  # the crash marker: committed before the provider sees anything
+        started = attempt.started_at
+    else:
+        started = utcnow()  # a prepared row carries the batch's time; the call starts now
+
+    try:
+        result = _adapter(target.conn).send(_outbound(msg, conv, contact, clinic, target))
+    except ProviderError as exc:
+        attempt.started_at = started
+        return _on_error(msg, contact, clinic, target, attempt, exc, breaker, is_last=is_last)
+    _mark_sent(
+        msg,
+        attempt,
+        result.provider_message_id,
+        conn_id=target.conn.id,
+        channel=target.channel,
+        started=started,
+    )
+    _record_success(target.conn.id, breaker)
+    log.info("message %s sent to %s via %s", msg.id, mask(target.address), target.conn.provider)
+    if msg.critical:
+        minutes = float(clinic.setting("critical_timeout_minutes", 30))
+        from ..jobs import DELIVERY, enqueue, tasks
+
+        enqueue(
+            tasks.check_critical,
+            msg.id,
+            queue=DELIVERY,
+            job_id=f"critical-{msg.id}-{attempt.id}",
+            delay=timedelta(minutes=minutes),
+        )
+    return _Step("done")
+
+
+def _checks(
+    msg: Message,
+    conv: Conversation,
+    contact: Contact,
+    clinic: Clinic,
+    target: Target,
+    breaker: CircuitBreaker,
+    *,
+    is_last: bool,
+) -> _Step | None:
+    """Window, circuit breaker and send-rate limit before a send; None when the send may go."""
     now = utcnow()
     if target.channel == "whatsapp" and not msg.template_name and not conv.window_open(now):
         if msg.purpose in REPLY_PURPOSES and msg.author_type != AuthorType.SYSTEM:
@@ -445,7 +816,7 @@ def _try_target(
         db.session.commit()
 
     # Circuit breaker: skip an open one to the next channel; on the last channel, wait for the probe.
-    breaker = breaker_for(target.conn.id)
+    _flush_successes()  # the breaker hears this worker's successes before it is asked
     try:
         allowed = breaker.allow()
     except REDIS_DOWN:
@@ -477,42 +848,45 @@ def _try_target(
     if wait > 0:
         _reschedule(msg, wait, msg.error_code or "", msg.error_detail or "")
         return _Step("done")
+    return None
 
-    attempt = DeliveryAttempt(
-        clinic_id=msg.clinic_id,
-        message_id=msg.id,
-        round=msg.delivery_round,
-        channel=target.channel,
-        provider=target.conn.provider,
-        connection_id=target.conn.id,
-        started_at=utcnow(),
-        outcome=AttemptOutcome.IN_FLIGHT,
-        retry_by_id=(msg.extra or {}).get("retried_by") if msg.delivery_round else None,
-    )
-    db.session.add(attempt)
-    msg.attempts = (msg.attempts or 0) + 1
-    db.session.commit()  # the crash marker: committed before the provider sees anything
 
+SUCCESS_FLUSH_SECONDS = 0.1  # a batch tells the breaker of its successes at least this often
+
+
+def _record_success(conn_id: int, breaker: CircuitBreaker) -> None:
+    """A success closes the circuit (and clears its failures). One job, one call; a batch coalesces
+    its successes per connection into one pipelined call at most every ``SUCCESS_FLUSH_SECONDS``, and
+    always before this worker asks or tells the breaker anything else and when the batch ends."""
+    if _cache is None:
+        with contextlib.suppress(*REDIS_DOWN):
+            breaker.record_success()
+        return
+    now = time.monotonic()
+    _cache.successes.setdefault(conn_id, now)
+    if now - min(_cache.successes.values()) >= SUCCESS_FLUSH_SECONDS:
+        _flush_successes()
+
+
+def _flush_successes(cache: _BatchCache | None = None) -> None:
+    cache = cache or _cache
+    if cache is None or not cache.successes:
+        return
+    conn_ids, cache.successes = list(cache.successes), {}
     try:
-        result = _adapter(target.conn).send(_outbound(msg, conv, contact, clinic, target))
-    except ProviderError as exc:
-        return _on_error(msg, contact, clinic, target, attempt, exc, breaker, is_last=is_last)
-    _mark_sent(msg, attempt, result.provider_message_id, conn_id=target.conn.id, channel=target.channel)
-    with contextlib.suppress(*REDIS_DOWN):
-        breaker.record_success()
-    log.info("message %s sent to %s via %s", msg.id, mask(target.address), target.conn.provider)
-    if msg.critical:
-        minutes = float(clinic.setting("critical_timeout_minutes", 30))
-        from ..jobs import DELIVERY, enqueue, tasks
+        pipe = get_redis().pipeline(transaction=False)
+        for conn_id in conn_ids:
+            pipe.delete(breaker_for_cache(cache, conn_id).key)  # what record_success() does
+        pipe.execute()
+    except REDIS_DOWN:
+        pass
 
-        enqueue(
-            tasks.check_critical,
-            msg.id,
-            queue=DELIVERY,
-            job_id=f"critical-{msg.id}-{attempt.id}",
-            delay=timedelta(minutes=minutes),
-        )
-    return _Step("done")
+
+def breaker_for_cache(cache: _BatchCache, conn_id: int) -> CircuitBreaker:
+    breaker = cache.breakers.get(conn_id)
+    if breaker is None:
+        breaker = cache.breakers[conn_id] = _new_breaker(conn_id)
+    return breaker
 
 
 def _on_error(
@@ -529,7 +903,10 @@ def _on_error(
     now = utcnow()
     if exc.kind in (ErrorKind.RETRYABLE, ErrorKind.AUTH):
         try:
+            _flush_successes()
             transition = breaker.record_failure()
+            if _cache is not None and transition != "closed":
+                _cache.allowed[target.conn.id] = False  # the rest of the batch asks the breaker
             if transition == "opened":
                 log.warning("circuit opened for connection %s", target.conn.id)
         except REDIS_DOWN:
@@ -614,20 +991,99 @@ def _mark_sent(
     *,
     conn_id: int | None,
     channel: str | None = None,
+    started: datetime | None = None,
 ) -> None:
+    """Attempt and message ``sent`` in one statement and one commit, right after the provider answered.
+
+    Core, not the unit of work: this runs once per message sent, and a writable CTE saves the ORM
+    flush and a round trip (the in-memory objects are updated to match after the commit).
+    """
+    db.session.flush()  # anything pending on these rows goes first
     now = utcnow()
-    attempt.outcome = AttemptOutcome.SENT
-    attempt.finished_at = attempt.finished_at or now
-    attempt.provider_message_id = provider_message_id
-    msg.provider_message_id = provider_message_id
-    msg.status = MessageStatus.SENT
-    msg.sent_at = msg.sent_at or now
-    msg.channel = channel or attempt.channel
-    if conn_id:
-        msg.connection_id = conn_id  # status webhooks find the message by (connection, provider id)
-    msg.error_code = msg.error_detail = None
-    msg.next_attempt_at = None
-    db.session.commit()
+    # Parameter names must not be column names: Core would add those columns to the SET clauses.
+    params = {
+        "p_attempt": attempt.id,
+        "p_message": msg.id,
+        "p_pid": provider_message_id,
+        "p_now": now,
+        "p_started": started,
+        "p_channel": channel or attempt.channel,
+        # status webhooks find the message by (connection, provider id)
+        "p_conn": conn_id or msg.connection_id,
+        "p_outcome": AttemptOutcome.SENT.value,
+        "p_status": MessageStatus.SENT.value,
+    }
+    attempt_values: dict[str, Any] = {
+        "outcome": AttemptOutcome.SENT,
+        "finished_at": attempt.finished_at or now,
+        "provider_message_id": provider_message_id,
+        "started_at": started or attempt.started_at,
+    }
+    msg_values: dict[str, Any] = {
+        "provider_message_id": provider_message_id,
+        "status": MessageStatus.SENT,
+        "sent_at": msg.sent_at or now,
+        "channel": params["p_channel"],
+        "connection_id": params["p_conn"],
+        "error_code": None,
+        "error_detail": None,
+        "next_attempt_at": None,
+        "updated_at": now,
+    }
+    stmt = _sent_statement()
+    if _cache is not None and not db.session().in_transaction():
+        # In a batch, with no transaction (no row lock) open in the session: one autocommit statement
+        # on the batch's own connection — one round trip, no BEGIN/COMMIT, no pool checkout and ping.
+        if _cache.autocommit is None:
+            _cache.autocommit = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        _cache.autocommit.execute(stmt, params)
+    else:
+        db.session.connection().execute(stmt, params)
+        db.session.commit()
+    for key, value in attempt_values.items():
+        set_committed_value(attempt, key, value)
+    for key, value in msg_values.items():
+        set_committed_value(msg, key, value)
+
+
+_SENT_STATEMENT: Any = None
+
+
+def _sent_statement() -> Any:
+    """``UPDATE delivery_attempt … ; UPDATE message …`` as one statement, built once (bound parameters)."""
+    global _SENT_STATEMENT
+    if _SENT_STATEMENT is None:
+        now = bindparam("p_now", type_=DateTime(timezone=True))
+        sent_attempt = (
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.id == bindparam("p_attempt"))
+            .values(
+                outcome=bindparam("p_outcome"),
+                finished_at=func.coalesce(DeliveryAttempt.finished_at, now),
+                provider_message_id=bindparam("p_pid"),
+                started_at=func.coalesce(
+                    bindparam("p_started", type_=DateTime(timezone=True)), DeliveryAttempt.started_at
+                ),
+            )
+            .cte("sent_attempt")
+        )
+        _SENT_STATEMENT = (
+            update(Message)
+            .where(Message.id == bindparam("p_message"))
+            .values(
+                provider_message_id=bindparam("p_pid"),
+                status=bindparam("p_status"),
+                sent_at=func.coalesce(Message.sent_at, now),
+                channel=bindparam("p_channel"),
+                connection_id=bindparam("p_conn"),
+                error_code=None,
+                error_detail=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            .add_cte(sent_attempt)
+        )
+    return _SENT_STATEMENT
 
 
 def _record(msg: Message, target: Target, outcome: AttemptOutcome, code: str, detail: str) -> None:

@@ -146,6 +146,29 @@ def enqueue_delivery(message_id: int) -> bool:
     return enqueue(tasks.deliver_message, message_id, queue=DELIVERY, job_id=f"deliver-{message_id}")
 
 
+DELIVERY_BATCH_SIZE = 50  # default of the DELIVERY_BATCH_SIZE setting (app config or WA_DELIVERY_BATCH_SIZE)
+
+
+def enqueue_deliveries(message_ids: Sequence[int], *, batch_size: int | None = None) -> bool:
+    """Hand many committed, queued messages to the workers as batch jobs of ids (one Redis round trip).
+
+    For bulk sends (a broadcast, a reminder run): ``queue_notification(..., enqueue=False)`` for each,
+    then this. A batch job (``tasks.deliver_messages``) claims its messages in one statement and writes
+    their attempt rows in one commit; each message still gets its own claim, attempt row and
+    "sent" commit. False (logged) when Redis is down: the sweeper re-enqueues the rows.
+    """
+    from ..jobs import DELIVERY, enqueue_many, tasks
+    from .delivery import _cfg
+
+    ids = list(message_ids)
+    if not ids:
+        return True
+    size = max(1, int(batch_size or _cfg("DELIVERY_BATCH_SIZE", DELIVERY_BATCH_SIZE)))
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+    calls = [((chunk,), f"deliver-batch-{chunk[0]}-{chunk[-1]}-{len(chunk)}") for chunk in chunks]
+    return enqueue_many(tasks.deliver_messages, calls, queue=DELIVERY)
+
+
 @dataclass(frozen=True)
 class TemplateUse:
     """An approved WhatsApp template and the values for its numbered variables."""
@@ -177,11 +200,14 @@ def queue_notification(
     author_type: AuthorType = AuthorType.SYSTEM,
     author_id: int | None = None,
     extra: dict[str, Any] | None = None,
+    enqueue: bool = True,
 ) -> Message:
     """Record a message the clinic starts (confirmation, reminder, broadcast …) as queued; enqueue it.
 
     ``body`` is the full text (what free text or SMS/email fallbacks carry); ``template`` is
     what WhatsApp gets when the 24-hour window is closed. The intent is committed first.
+    ``enqueue=False`` leaves the enqueue to the caller, who queues many and hands them over with
+    :func:`enqueue_deliveries` (batch jobs).
     """
     contact = db.session.scalar(
         select(Contact).where(Contact.id == contact_id, Contact.clinic_id == clinic_id)
@@ -225,6 +251,7 @@ def queue_notification(
     db.session.add(msg)
     conversations.touch(conv, at=now, preview=body, inbound=False)
     db.session.commit()
-    enqueue_delivery(msg.id)
+    if enqueue:
+        enqueue_delivery(msg.id)
     realtime.publish(clinic_id, "message", conversation_id=conv.id, message_id=msg.id, inbound=False)
     return msg
