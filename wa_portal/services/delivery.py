@@ -1184,7 +1184,7 @@ def _status_callback(conn: Connection) -> str | None:
     """Twilio reports delivery to the URL given with each message; only a public URL is useful."""
     if conn.provider != "twilio" or not current_app.config.get("PUBLIC_BASE_URL"):
         return None
-    return connections.webhook_url(conn)
+    return connections.webhook_url(conn).rstrip("/") + "/status"  # /webhooks/twilio/status
 
 
 def _plain_body(msg: Message, clinic: Clinic) -> str:
