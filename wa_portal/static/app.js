@@ -34,6 +34,7 @@
     if (!cfg || cfg.verb !== "post") return;
     var path = cfg.path || "";
     if (/\/(messages|attachments)$/.test(path)) {
+      refreshConversation(); // ticks may have moved while the send was in flight
       var composer = $("#composer");
       var box = composer && ($(".composer-alert button", composer) || $("#reply-body", composer) || $("#template-pick", composer) || $("#note-body", composer));
       if (box) box.focus();
@@ -79,11 +80,17 @@
     var t = $(".thread[data-conversation-id]");
     return t ? Number(t.getAttribute("data-conversation-id")) : null;
   }
+  // Debounced, and the elements looked up when it fires: events often arrive while our own send
+  // is still swapping the thread, and a trigger on the element being replaced would be lost.
+  var convTimer = null;
   function refreshConversation() {
-    var id = currentConversation();
-    if (!id) return;
-    refresh(document.getElementById("thread-" + id));
-    refresh(document.getElementById("conv-head-" + id));
+    clearTimeout(convTimer);
+    convTimer = setTimeout(function () {
+      var id = currentConversation();
+      if (!id) return;
+      refresh(document.getElementById("thread-" + id));
+      refresh(document.getElementById("conv-head-" + id));
+    }, 150);
   }
   var typingTimers = {};
   function showTyping(data) {
