@@ -56,6 +56,12 @@ def test_reply_to_an_sms_goes_back_by_sms_from_the_same_number(
     [sent] = emu.sent
     assert sent["to"] == PATIENT and sent["from"] == "+15005550006"  # no whatsapp: prefix
     assert sent["body"] == "Yes, 5 pm is fine."  # WhatsApp formatting stripped for SMS
+    from sqlalchemy import select
+
+    from wa_portal.models import DeliveryAttempt
+
+    attempts = db.session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.message_id == msg.id)).all()
+    assert [(a.channel, a.outcome) for a in attempts] == [("sms", "sent")]  # WhatsApp never tried
 
 
 def test_image_reaches_meta_as_an_upload_then_an_image_message(
@@ -170,6 +176,9 @@ def test_media_links_expire_and_never_serve_inbound_files(app, db, clinic, monke
     )
     db.session.add(inbound)
     db.session.commit()
+    from wa_portal.services.storage import get_storage
+
+    get_storage().put(inbound.media_key, PNG, "image/png")  # the file exists: only the direction refuses
     token = media_links.token_for(clinic.id, inbound.id)
     assert app.test_client().get(f"/media/out/{token}").status_code == 404  # patients' files stay private
 
