@@ -108,6 +108,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
+    webhooks.install_fast_path(app)  # after every blueprint: it matches against the whole URL map
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:

@@ -97,6 +97,8 @@ class Config:
         self.RATELIMIT_STORAGE_URI = _limiter_storage(self.REDIS_URL)
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         self.RATELIMIT_SWALLOW_ERRORS = True
+        # Webhook POSTs answered in front of Flask's request machinery (web/webhooks.FastPath).
+        self.WEBHOOK_FAST_PATH = _flag("WA_WEBHOOK_FAST_PATH", True)
         self.WEBHOOK_REFUSAL_LIMIT = env.get("WA_WEBHOOK_REFUSAL_LIMIT", "120 per minute")
         self.LOGIN_RATE_LIMIT = env.get("WA_LOGIN_RATE_LIMIT", "10 per minute")
         self.RATELIMIT_HEADERS_ENABLED = True
