@@ -592,7 +592,7 @@ def _hold(msg: Message, *, commit: bool = False, count_attempt: bool = False) ->
     values: dict[str, Any] = {"updated_at": now}
     if count_attempt:
         values["attempts"] = Message.attempts + 1
-    held = db.session.execute(
+    held = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's result has rowcount
         update(Message)
         .where(
             Message.id == msg.id,

@@ -191,13 +191,14 @@ def _record_inbound_many(items: list[tuple[Connection, InboundMessage]]) -> list
     if not items:
         return []
     keys = {(conn.id, item.provider_message_id) for conn, item in items}
-    seen = set(
-        db.session.execute(
+    seen: set[tuple[int, str | None]] = {
+        (row[0], row[1])
+        for row in db.session.execute(
             select(Message.connection_id, Message.provider_message_id).where(
                 tuple_(Message.connection_id, Message.provider_message_id).in_(keys)
             )
-        ).all()
-    )
+        )
+    }
     fresh: list[tuple[Connection, InboundMessage]] = []
     for conn, item in items:
         key = (conn.id, item.provider_message_id)
@@ -527,4 +528,4 @@ def _after_commit(notices: list[tuple[int, str, dict[str, object]]]) -> None:
             msg = db.session.get(Message, data["message_id"])
             if msg is not None and msg.media_status == "pending":
                 enqueue(tasks.download_media, msg.id, queue=MEDIA, job_id=f"media-{msg.id}")
-            automation.handle_inbound(int(data["message_id"]))
+            automation.handle_inbound(int(str(data["message_id"])))
