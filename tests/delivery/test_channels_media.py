@@ -18,6 +18,7 @@ def _sms_conversation(db, sms_conn, contact):
         connection_id=sms_conn.id,
         contact_id=contact.id,
         last_inbound_at=utcnow() - timedelta(minutes=2),
+        reply_channel="sms",  # as ingest sets it (tests/e2e/test_twilio.py)
     )
     db.session.add(conv)
     db.session.flush()

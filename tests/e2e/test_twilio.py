@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from tests.e2e.conftest import JPEG, PDF, PUBLIC_BASE_URL, sample, unescaped
@@ -113,6 +114,12 @@ def test_twilio_sms_conversation_is_answered_by_sms(portal, twilio):
     portal.drain()
     conv = portal.conversation(conn, SMS_PATIENT)
     assert "Can I come at 5 instead?" in unescaped(portal.page(conv))
+    # SMS has no 24-hour window: two days later the reply is still free text, marked as SMS.
+    conv.last_inbound_at -= timedelta(days=2)
+    portal.db.session.commit()
+    page = unescaped(portal.page(conv))
+    assert 'id="composer-form"' in page and "free text is locked" not in page
+    assert "Write an SMS reply" in page and "replies go by SMS" in page and "Template needed" not in page
     msg = portal.reply(conv, "Yes, 5 pm is fine.")
     portal.drain()
     [create] = emu.log.find(method="POST", path=emu.messages_path)

@@ -41,6 +41,9 @@ class Conversation(ClinicScoped, TimestampMixin, Base):
     status: Mapped[ConversationStatus] = mapped_column(String(16), default=ConversationStatus.AWAITING_HUMAN)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     last_inbound_at: Mapped[datetime | None]  # opens the 24-hour customer-service window
+    # The channel the patient last wrote on; staff replies go out on it. Only WhatsApp has the
+    # 24-hour window: a patient who texts by SMS can always be answered in free text.
+    reply_channel: Mapped[str] = mapped_column(String(16), default="whatsapp", server_default="whatsapp")
     last_message_at: Mapped[datetime | None]
     last_message_preview: Mapped[str] = mapped_column(String(200), default="")
     awaiting_since: Mapped[datetime | None]
@@ -53,6 +56,10 @@ class Conversation(ClinicScoped, TimestampMixin, Base):
 
     def window_open(self, now: datetime) -> bool:
         return self.last_inbound_at is not None and now - self.last_inbound_at < WINDOW
+
+    def free_text_open(self, now: datetime) -> bool:
+        """Whether staff may write free text (and files): always on SMS, within the window on WhatsApp."""
+        return self.reply_channel != "whatsapp" or self.window_open(now)
 
     def window_closes_at(self) -> datetime | None:
         return self.last_inbound_at + WINDOW if self.last_inbound_at else None

@@ -104,21 +104,19 @@ def get_or_create(
 
 def reply_channel(conv: Conversation) -> str:
     """The channel a staff reply goes out on: the one the patient last wrote on (WhatsApp or SMS)."""
-    channel = db.session.scalar(
-        select(Message.channel)
-        .where(Message.conversation_id == conv.id, Message.direction == Direction.IN)
-        .order_by(Message.id.desc())
-        .limit(1)
-    )
-    return channel or "whatsapp"
+    return conv.reply_channel or "whatsapp"
 
 
-def touch(conv: Conversation, *, at: datetime, preview: str, inbound: bool) -> None:
-    """Update the list-facing fields after a message."""
+def touch(
+    conv: Conversation, *, at: datetime, preview: str, inbound: bool, channel: str | None = None
+) -> None:
+    """Update the list-facing fields after a message (``channel``: what an inbound one came on)."""
     if conv.last_message_at is None or at >= conv.last_message_at:
         conv.last_message_at = at
         conv.last_message_preview = preview[:PREVIEW_LEN]
     if inbound:
+        if conv.last_inbound_at is None or at >= conv.last_inbound_at:
+            conv.reply_channel = channel or conv.reply_channel or "whatsapp"
         if conv.last_inbound_at is None or at > conv.last_inbound_at:
             conv.last_inbound_at = at
         conv.unread_count = (conv.unread_count or 0) + 1

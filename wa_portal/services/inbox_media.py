@@ -59,7 +59,7 @@ def queue_attachment(
     kind = check(data=data, mime=mime, filename=filename)
     conv = conversations.get(clinic_id=clinic_id, conversation_id=conversation_id)
     now = utcnow()
-    if not conv.window_open(now):
+    if not conv.free_text_open(now):
         raise ComposeError(
             "The 24-hour window is closed: files can only be sent after the patient writes again."
         )

@@ -397,7 +397,7 @@ def _new_inbound(conn: Connection, conv, item: InboundMessage) -> Message:
             "media_ref": {"id": item.media.provider_media_id, "url": item.media.url},
         }
     db.session.add(msg)
-    conversations.touch(conv, at=item.timestamp, preview=_preview(item), inbound=True)
+    conversations.touch(conv, at=item.timestamp, preview=_preview(item), inbound=True, channel=msg.channel)
     return msg
 
 
