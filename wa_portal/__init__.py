@@ -76,6 +76,7 @@ def _sqlite_pragmas(app: Flask, db: Any) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .web import analytics as analytics  # analytics page (aggregates only)
     from .web import api as api  # appointments JSON API (issue 6)
     from .web import appointments as appointments  # appointments pages (issue 6)
     from .web import audit as audit  # audit trail page (admins)
@@ -106,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(settings.bp)
     app.register_blueprint(broadcasts.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(analytics.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
     webhooks.install_fast_path(app)  # after every blueprint: it matches against the whole URL map
