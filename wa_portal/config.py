@@ -97,6 +97,9 @@ class Config:
         self.RATELIMIT_STORAGE_URI = _limiter_storage(self.REDIS_URL)
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         self.RATELIMIT_SWALLOW_ERRORS = True
+        # Open live-update streams per web process: each holds a gunicorn thread (web/events.py).
+        threads = int(env.get("WEB_THREADS") or 16)
+        self.SSE_MAX_STREAMS = int(env.get("WA_SSE_MAX_STREAMS") or max(1, threads // 2))
         # Webhook POSTs answered in front of Flask's request machinery (web/webhooks.FastPath).
         self.WEBHOOK_FAST_PATH = _flag("WA_WEBHOOK_FAST_PATH", True)
         self.WEBHOOK_REFUSAL_LIMIT = env.get("WA_WEBHOOK_REFUSAL_LIMIT", "120 per minute")

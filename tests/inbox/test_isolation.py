@@ -72,3 +72,27 @@ def test_event_stream_ends_after_a_bounded_time_with_heartbeats(app, client, log
 
 def test_event_stream_needs_a_login(client):
     assert client.get("/events").status_code == 302
+
+
+def test_open_streams_per_process_are_capped_and_a_tab_over_the_cap_polls(app, client, login, staff):
+    from wa_portal.web.events import SLOTS
+
+    before = app.config["SSE_MAX_STREAMS"]
+    app.config.update(SSE_MAX_SECONDS=5, SSE_MAX_STREAMS=2)
+    try:
+        login(staff)
+        first, second = client.get("/events"), client.get("/events")
+        assert (first.status_code, second.status_code) == (200, 200)
+        third = client.get("/events")
+        assert third.status_code == 503 and third.headers["Retry-After"] == "30"
+        assert "refreshes every few seconds" in third.get_data(as_text=True)
+        first.close()  # a tab closed (or navigated away): its thread and slot are free again
+        fourth = client.get("/events")
+        assert fourth.status_code == 200
+        assert "retry:" in read_until(fourth, "connected")
+        second.close()
+        fourth.close()
+        assert SLOTS.open == 0
+    finally:
+        app.config.update(SSE_MAX_STREAMS=before)
+        app.config.pop("SSE_MAX_SECONDS", None)
