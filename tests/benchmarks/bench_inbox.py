@@ -329,6 +329,11 @@ def main() -> None:
                     client, f"/inbox?view=all&q={rng.choice(RARE)}", 1, hx
                 )
                 results["thread page (full)"] += timed(client, f"/inbox/c/{rng.choice(conv_ids)}", 1)
+            # The analytics page aggregates a whole period (a third of all messages at 30 days).
+            heavy = max(3, args.samples // 10)
+            results["analytics (30 days, counted)"] = timed(client, "/analytics/?days=30&refresh=1", heavy)
+            results["analytics (90 days, counted)"] = timed(client, "/analytics/?days=90&refresh=1", heavy)
+            results["analytics (30 days, kept 5 min)"] = timed(client, "/analytics/", args.samples)
             print(f"\nserver time per page, {args.samples} samples each (target p95 < 100 ms)")
             print(f"{'page':40} {'p50 ms':>8} {'p95 ms':>8}")
             for label, vals in results.items():

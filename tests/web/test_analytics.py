@@ -242,3 +242,17 @@ def test_only_staff_and_admins_see_analytics(client, login, clinic, make_user):
     assert client.get("/analytics/").status_code == 302  # to the sign-in page
     login(make_user(clinic, "therapist"))
     assert client.get("/analytics/").status_code == 403
+
+
+def test_figures_are_kept_for_a_few_minutes_and_can_be_counted_again(
+    client, login, staff, sandbox_conn, timeline
+):
+    timeline(sandbox_conn, [(30, IN, PATIENT)])
+    login(staff)
+    page = client.get("/analytics/").get_data(as_text=True)
+    assert stat(page, "received") == "1"
+    assert 'href="/analytics/?days=30&amp;refresh=1"' in page
+    timeline(sandbox_conn, [(1, IN, PATIENT)])
+    assert stat(client.get("/analytics/").get_data(as_text=True), "received") == "1"  # as counted before
+    assert stat(client.get("/analytics/?days=30&refresh=1").get_data(as_text=True), "received") == "2"
+    assert stat(client.get("/analytics/").get_data(as_text=True), "received") == "2"

@@ -7,13 +7,15 @@ grouped queries on indexed columns, on PostgreSQL and on the embedded SQLite ali
 
 from __future__ import annotations
 
+import contextlib
+import json
 import statistics
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Integer, and_, cast, func, select
-from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import (
@@ -28,8 +30,10 @@ from ..models import (
     MessageStatus,
     utcnow,
 )
+from .redis_conn import REDIS_DOWN, get_redis
 
 PERIODS = (7, 30, 90)
+CACHE_SECONDS = 300
 DEFAULT_PERIOD = 30
 # Lines in a thread that are not messages to or from the patient.
 NOT_MESSAGES = ("note", "system")
@@ -64,7 +68,9 @@ class Report:
     received: int = 0
     replies_by: dict[str, int] = field(default_factory=dict)  # staff / assistant / system (automatic)
     new_conversations: int = 0
-    waits: list[float] = field(default_factory=list)  # seconds from a patient's first line to the reply
+    turns: int = 0  # patient turns answered (by staff or the assistant)
+    median_wait: float | None = None  # seconds from a patient's first line to the reply
+    answered_within_hour: float | None = None
     unanswered: int = 0
     channels: list[ChannelRow] = field(default_factory=list)
     fallbacks: int = 0
@@ -74,14 +80,6 @@ class Report:
     appointments: dict[str, int] = field(default_factory=dict)
     opt_outs: int = 0
     series: list[Day] = field(default_factory=list)
-
-    @property
-    def median_wait(self) -> float | None:
-        return statistics.median(self.waits) if self.waits else None
-
-    @property
-    def answered_within_hour(self) -> float | None:
-        return sum(1 for w in self.waits if w <= 3600) / len(self.waits) if self.waits else None
 
     @property
     def sent(self) -> int:
@@ -102,6 +100,40 @@ def period(value: str | int | None) -> int:
     except (TypeError, ValueError):
         return DEFAULT_PERIOD
     return days if days in PERIODS else DEFAULT_PERIOD
+
+
+def cached_report(*, clinic_id: int, days: int, tz: str, refresh: bool = False) -> tuple[Report, datetime]:
+    """The report and when it was computed: kept in Redis for CACHE_SECONDS (a large clinic's
+    90 days take a few seconds to count; figures a few minutes old are fine for this page)."""
+    key = f"wa:analytics:{clinic_id}:{days}:{tz}"
+    if not refresh:
+        try:
+            raw = get_redis().get(key)
+        except REDIS_DOWN:
+            raw = None
+        if raw:
+            data = json.loads(raw)
+            return _from_json(data["report"]), datetime.fromisoformat(data["at"])
+    at = utcnow()
+    rep = report(clinic_id=clinic_id, days=days, tz=tz, now=at)
+    with contextlib.suppress(*REDIS_DOWN):  # without Redis: counted every time until it is back
+        get_redis().set(key, json.dumps({"report": _to_json(rep), "at": at.isoformat()}), ex=CACHE_SECONDS)
+    return rep, at
+
+
+def _to_json(rep: Report) -> dict[str, Any]:
+    data = asdict(rep)
+    data["since"] = rep.since.isoformat()
+    data["series"] = [[d.day.isoformat(), d.received, d.sent] for d in rep.series]
+    return data
+
+
+def _from_json(data: dict[str, Any]) -> Report:
+    data = dict(data)
+    data["since"] = datetime.fromisoformat(data["since"])
+    data["channels"] = [ChannelRow(**c) for c in data["channels"]]
+    data["series"] = [Day(date.fromisoformat(d), r, s) for d, r, s in data["series"]]
+    return Report(**data)
 
 
 def report(*, clinic_id: int, days: int, tz: str, now: datetime | None = None) -> Report:
@@ -150,49 +182,57 @@ def _messages(rep: Report, clinic_id: int, since: datetime) -> None:
 
 
 def _waits(rep: Report, clinic_id: int, since: datetime) -> None:
-    """Time from the first line of each patient turn to the next reply by a person or the assistant."""
+    """Time from the first line of each patient turn to the next reply by a person or the assistant.
+
+    Set-based, no per-turn lookups: the lines that matter (the patient's, and replies by staff or
+    the assistant) are numbered by how many replies came before each; a patient's turn and the
+    reply that ends it share that number, so the answer is the earliest reply in its group.
+    """
+    replies = (AuthorType.STAFF, AuthorType.ASSISTANT)
+    is_reply = Message.direction == Direction.OUT
     lines = (
         select(
-            Message.id,
             Message.conversation_id,
             Message.created_at,
             Message.direction,
             func.lag(Message.direction)
             .over(partition_by=Message.conversation_id, order_by=Message.id)
             .label("before"),
+            (
+                func.count()
+                .filter(is_reply)
+                .over(partition_by=Message.conversation_id, order_by=Message.id, rows=(None, -1))
+            ).label("replies_before"),
         )
         .where(
             Message.clinic_id == clinic_id,
             Message.created_at >= since - timedelta(days=1),  # the turn may have begun just before
             Message.kind.notin_(NOT_MESSAGES),
+            (Message.direction == Direction.IN) | Message.author_type.in_(replies),
         )
         .subquery()
     )
-    reply = aliased(Message)
-    answered_at = (
-        select(func.min(reply.created_at))
-        .where(
-            reply.conversation_id == lines.c.conversation_id,
-            reply.id > lines.c.id,
-            reply.direction == Direction.OUT,
-            reply.author_type.in_((AuthorType.STAFF, AuthorType.ASSISTANT)),
-            reply.kind.notin_(NOT_MESSAGES),
-        )
-        .correlate(lines)
-        .scalar_subquery()
-    )
-    turns = db.session.execute(
-        select(lines.c.created_at, answered_at.label("answered_at")).where(
-            lines.c.direction == Direction.IN,
-            lines.c.created_at >= since,
-            (lines.c.before.is_(None)) | (lines.c.before != Direction.IN),
+    grouped = select(
+        lines.c.created_at,
+        lines.c.direction,
+        lines.c.before,
+        func.min(lines.c.created_at)
+        .filter(lines.c.direction == Direction.OUT)
+        .over(partition_by=(lines.c.conversation_id, func.coalesce(lines.c.replies_before, 0)))
+        .label("answered_at"),
+    ).subquery()
+    waits = db.session.scalars(
+        select(_seconds_between(grouped.c.created_at, grouped.c.answered_at)).where(
+            grouped.c.direction == Direction.IN,
+            grouped.c.created_at >= since,
+            (grouped.c.before.is_(None)) | (grouped.c.before != Direction.IN),
         )
     ).all()
-    for asked, answered in turns:
-        if answered is None:
-            rep.unanswered += 1
-        else:
-            rep.waits.append(max(0.0, (_aware(answered) - _aware(asked)).total_seconds()))
+    answered = [max(0.0, float(w)) for w in waits if w is not None]
+    rep.turns, rep.unanswered = len(answered), len(waits) - len(answered)
+    if answered:
+        rep.median_wait = statistics.median(answered)
+        rep.answered_within_hour = sum(1 for w in answered if w <= 3600) / len(answered)
 
 
 def _delivery(rep: Report, clinic_id: int, since: datetime) -> None:
@@ -285,8 +325,11 @@ def _day_bucket(offset: int):  # type: ignore[no-untyped-def]
     return cast((cast(func.strftime("%s", Message.created_at), Integer) + offset) / 86400, Integer)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _seconds_between(start, end):  # type: ignore[no-untyped-def]
+    """end - start in seconds, in SQL (NULL when end is NULL)."""
+    if db.engine.dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
 def _zone(tz: str) -> ZoneInfo:

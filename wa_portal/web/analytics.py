@@ -16,5 +16,12 @@ bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 @roles_required("admin", "staff")
 def index():
     days = analytics.period(request.args.get("days"))
-    rep = analytics.report(clinic_id=current_user.clinic_id, days=days, tz=current_user.clinic.timezone)
-    return render_template("analytics/index.html", rep=rep, periods=analytics.PERIODS)
+    rep, computed_at = analytics.cached_report(
+        clinic_id=current_user.clinic_id,
+        days=days,
+        tz=current_user.clinic.timezone,
+        refresh=request.args.get("refresh") == "1",
+    )
+    return render_template(
+        "analytics/index.html", rep=rep, periods=analytics.PERIODS, computed_at=computed_at
+    )
