@@ -13,7 +13,7 @@ from .appointment import (  # appointments (issue 6)
     ReminderState,
 )
 from .audit import AuditEvent  # audit trail
-from .base import Base, utcnow
+from .base import Base, utcnow, zone_or_utc
 from .broadcast import Broadcast, BroadcastKind, BroadcastStatus  # broadcasts
 from .clinic import Clinic, Role, User
 from .connection import Connection, ConnectionRoute, ConnectionStatus
@@ -76,4 +76,5 @@ __all__ = [  # noqa: RUF022
     "WebhookEvent",
     "WebhookState",
     "utcnow",
+    "zone_or_utc",
 ]

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, and_, cast, func, select
 
@@ -29,6 +29,7 @@ from ..models import (
     Message,
     MessageStatus,
     utcnow,
+    zone_or_utc,
 )
 from .redis_conn import REDIS_DOWN, get_redis
 
@@ -88,10 +89,6 @@ class Report:
     @property
     def busiest(self) -> int:
         return max((max(d.received, d.sent) for d in self.series), default=0)
-
-    @property
-    def appointments_total(self) -> int:
-        return sum(self.appointments.values())
 
 
 def period(value: str | int | None) -> int:
@@ -154,7 +151,7 @@ def report(*, clinic_id: int, days: int, tz: str, now: datetime | None = None) -
         )
         or 0
     )
-    rep.series = _series(clinic_id, since, now, _zone(tz))
+    rep.series = _series(clinic_id, since, now, zone_or_utc(tz))
     return rep
 
 
@@ -330,10 +327,3 @@ def _seconds_between(start, end):  # type: ignore[no-untyped-def]
     if db.engine.dialect.name == "postgresql":
         return func.extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
-
-
-def _zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from flask import Blueprint
 from flask_login import current_user
 from htmx_flask import request
 
-from ..models import Role
+from ..models import Role, zone_or_utc
 from ..services import audit
 from .decorators import render_page_or_fragment, roles_required
 
 bp = Blueprint("audit", __name__, url_prefix="/settings/audit")
-
-
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
 
 
 @bp.get("")
@@ -31,7 +22,7 @@ def index():
         clinic_id=current_user.clinic_id,
         flt=flt,
         before=request.args.get("before", type=int),
-        tz=_zone(clinic.timezone),
+        tz=zone_or_utc(clinic.timezone),
     )
     return render_page_or_fragment(
         "audit/index.html",

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Flask
 
-from ..models import utcnow
+from ..models import utcnow, zone_or_utc
 from ..services.phones import display, mask
 
 
-def _tz(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def localtime(dt: datetime | None, tz: str | None = None, fmt: str = "%d %b %Y %H:%M") -> str:
-    return dt.astimezone(_tz(tz)).strftime(fmt) if dt else ""
+    return dt.astimezone(zone_or_utc(tz)).strftime(fmt) if dt else ""
 
 
 def shorttime(dt: datetime | None, tz: str | None = None) -> str:
     """'14:05' today, 'Tue 14:05' this week, '3 Mar' before that."""
     if not dt:
         return ""
-    zone = _tz(tz)
+    zone = zone_or_utc(tz)
     local, now = dt.astimezone(zone), utcnow().astimezone(zone)
     if local.date() == now.date():
         return local.strftime("%H:%M")

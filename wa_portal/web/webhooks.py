@@ -98,11 +98,6 @@ def answer(provider: str, req: Request, path_token: str | None = None) -> Answer
     return _reply({"status": outcome.message}, outcome.status, req)
 
 
-def _answer(provider: str, path_token: str | None = None):  # type: ignore[no-untyped-def]
-    payload, status, headers = answer(provider, request, path_token)
-    return jsonify(payload), status, headers
-
-
 @bp.get("/meta")
 def meta_handshake():
     challenge = webhooks.meta_handshake(request.args.to_dict())
@@ -112,51 +107,32 @@ def meta_handshake():
     return challenge, 200, {"Content-Type": "text/plain"}
 
 
-@bp.post("/meta")
-def meta():
-    return _answer("meta")
-
-
-@bp.post("/360dialog/<token>")
-def dialog360(token: str):
-    return _answer("dialog360", token)
-
-
-@bp.post("/twilio")
-def twilio():
-    return _answer("twilio")
-
-
-@bp.post("/twilio/status")
-def twilio_status():
-    return _answer("twilio")
-
-
-@bp.post("/waha")
-def waha():
-    return _answer("waha")
-
-
-@bp.post("/chatwoot")
-def chatwoot():
-    return _answer("chatwoot")
-
-
-@bp.post("/sandbox")
-def sandbox():
-    return _answer("sandbox")
-
-
-# The POST endpoints above and the provider each one takes; "token" is 360dialog's path token.
-PROVIDER_OF = {
-    "webhooks.meta": "meta",
-    "webhooks.dialog360": "dialog360",
-    "webhooks.twilio": "twilio",
-    "webhooks.twilio_status": "twilio",
-    "webhooks.waha": "waha",
-    "webhooks.chatwoot": "chatwoot",
-    "webhooks.sandbox": "sandbox",
+# The POST routes, each with the provider it takes: endpoint -> (rule, provider). "token" is
+# 360dialog's path token. The Flask views and FastPath are both built from this one table.
+POST_ROUTES = {
+    "meta": ("/meta", "meta"),
+    "dialog360": ("/360dialog/<token>", "dialog360"),
+    "twilio": ("/twilio", "twilio"),
+    "twilio_status": ("/twilio/status", "twilio"),
+    "waha": ("/waha", "waha"),
+    "chatwoot": ("/chatwoot", "chatwoot"),
+    "sandbox": ("/sandbox", "sandbox"),
 }
+PROVIDER_OF = {f"{bp.name}.{endpoint}": provider for endpoint, (_, provider) in POST_ROUTES.items()}
+
+
+def _view(provider: str) -> Callable[..., Any]:
+    def view(token: str | None = None):  # type: ignore[no-untyped-def]
+        payload, status, headers = answer(provider, request, token)
+        return jsonify(payload), status, headers
+
+    return view
+
+
+for _endpoint, (_rule, _provider) in POST_ROUTES.items():
+    bp.add_url_rule(_rule, _endpoint, _view(_provider), methods=["POST"])
+
+
 FAST_HEADERS = [
     ("Content-Type", "application/json"),
     ("X-Content-Type-Options", "nosniff"),
