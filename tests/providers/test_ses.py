@@ -26,7 +26,6 @@ from wa_portal.providers.base import (
     MessageKind,
     OutboundMessage,
     ProviderError,
-    WebhookRequest,
     get_provider_class,
 )
 from wa_portal.providers.ses import DEFAULT_SUBJECT, SesProvider
@@ -91,17 +90,20 @@ def test_registered_with_its_contract() -> None:
     assert cls.channels == {Channel.EMAIL}
     assert cls.capabilities == {Capability.EMAIL}
     fields = {f.name: f for f in cls.settings_schema}
-    assert list(fields) == ["from_email", "region", "endpoint_url", "access_key_id", "secret_access_key"]
-    assert fields["secret_access_key"].secret
+    assert list(fields) == [
+        "from_email",
+        "region",
+        "endpoint_url",
+        "access_key_id",
+        "secret_access_key",
+        "webhook_token",
+    ]
+    assert fields["secret_access_key"].secret and fields["webhook_token"].secret
     assert fields["region"].default == "eu-west-1"
+    # Email feedback (SNS) is routed by the secret path token alone, stored only as its hash.
     assert SesProvider.route_keys_for_settings(settings("http://x")) == []
-
-
-def test_webhooks_are_not_supported() -> None:
-    req = WebhookRequest(method="POST", url="https://x", headers={}, body=b"{}")
-    provider = SesProvider(settings("http://127.0.0.1:9"))
-    assert provider.verify_webhook(req) is False
-    assert provider.parse_webhook(req) == []
+    [key] = SesProvider.route_keys_for_settings(settings("http://x", webhook_token="t0ken"))
+    assert key.startswith("token:") and "t0ken" not in key
 
 
 # --- send ----------------------------------------------------------------------------------------

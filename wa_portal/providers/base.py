@@ -340,6 +340,11 @@ def provider_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def token_key(token: str) -> str:
+    """The route key for a webhook path token: its hash, so the lookup table never holds the secret itself."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()
+
+
 def hmac_hex(key: str | bytes, msg: bytes, digest: str = "sha256") -> str:
     k = key.encode() if isinstance(key, str) else key
     return hmac.new(k, msg, digest).hexdigest()

@@ -7,7 +7,6 @@ Docs: https://docs.360dialog.com/docs/messaging
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from .base import (
     SettingField,
     WebhookRequest,
     register,
+    token_key,
 )
 from .meta import MetaProvider, _failed_health, _json, _missing, _obj, _objs, _str
 
@@ -34,11 +34,6 @@ __all__ = ["DEFAULT_BASE_URL", "Dialog360Provider"]
 DEFAULT_BASE_URL = "https://waba-v2.360dialog.io"
 HEALTH_FIELDS = ("display_phone_number", "quality_rating", "verified_name")
 _HEALTHY = {"AVAILABLE": "connected", "LIMITED": "limited"}
-
-
-def token_key(token: str) -> str:
-    """The route key for a webhook path token: its hash, so the lookup table never holds the secret itself."""
-    return "token:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 @register

@@ -5,9 +5,12 @@ Docs: https://docs.aws.amazon.com/ses/latest/APIReference/API_SendEmail.html
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -15,10 +18,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from . import http
+from . import http, sns
 from .base import (
     Capability,
     Channel,
+    ConnectionEvent,
     ErrorKind,
     Health,
     OutboundMessage,
@@ -27,8 +31,11 @@ from .base import (
     ProviderEvent,
     SendResult,
     SettingField,
+    StatusUpdate,
+    WebhookError,
     WebhookRequest,
     register,
+    token_key,
 )
 
 log = logging.getLogger(__name__)
@@ -122,6 +129,13 @@ class SesProvider(Provider):
         SettingField("endpoint_url", "Endpoint URL", help="Only for a local stand-in or a VPC endpoint"),
         SettingField("access_key_id", "Access key id", help="Empty: the server's own AWS credentials"),
         SettingField("secret_access_key", "Secret access key", secret=True),
+        SettingField(
+            "webhook_token",
+            "Webhook token",
+            secret=True,
+            required=True,
+            help="Random; part of the SNS subscription URL /webhooks/ses/<token>",
+        ),
     )
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
@@ -183,12 +197,73 @@ class SesProvider(Provider):
         log.info("ses: sent %s", message_id)
         return SendResult(provider_message_id=message_id, status="sent", raw={"MessageId": message_id})
 
+    # -- feedback: bounces, complaints and deliveries through an SNS topic ------------------------------
+    # Docs: https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html (notificationType) and
+    # https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html (eventType).
+
+    @classmethod
+    def route_keys_for_settings(cls, settings: Mapping[str, Any]) -> list[str]:
+        token = settings.get("webhook_token")
+        return [token_key(str(token))] if token else []
+
+    @classmethod
+    def route_keys_for_request(cls, req: WebhookRequest) -> list[str]:
+        sns.envelope(req.body)  # 400 for a body that is not an SNS message, before any lookup
+        return [token_key(req.path_token)] if req.path_token else []
+
+    @classmethod
+    def event_key(cls, req: WebhookRequest) -> str:
+        # SNS redelivers with the same MessageId.
+        return "sns:" + str(sns.envelope(req.body).get("MessageId") or super().event_key(req))
+
     def verify_webhook(self, req: WebhookRequest) -> bool:
-        """SES reports bounces through SNS, which this adapter does not handle yet."""
-        return False
+        """The connection's secret path token, then Amazon's RSA signature over the message."""
+        expected = self.settings.get("webhook_token")
+        if not expected or not req.path_token:
+            return False
+        if not hmac.compare_digest(req.path_token.encode(), str(expected).encode()):
+            return False
+        try:
+            data = sns.envelope(req.body)
+        except WebhookError:
+            return False
+        return sns.verify(data, endpoint_url=self.settings.get("endpoint_url") or None)
 
     def parse_webhook(self, req: WebhookRequest) -> list[ProviderEvent]:
-        return []
+        data = sns.envelope(req.body)
+        key = token_key(req.path_token) if req.path_token else None
+        if data["Type"] == "SubscriptionConfirmation":
+            return [
+                ConnectionEvent(
+                    "sns_subscription",
+                    {"subscribe_url": str(data.get("SubscribeURL") or ""), "topic_arn": data.get("TopicArn")},
+                    route_key=key,
+                )
+            ]
+        if data["Type"] != "Notification":
+            return []  # UnsubscribeConfirmation: nothing to do
+        try:
+            note = json.loads(str(data.get("Message") or ""))
+        except ValueError as exc:
+            raise WebhookError("the SNS message does not carry an SES notification") from exc
+        if not isinstance(note, dict):
+            raise WebhookError("the SNS message does not carry an SES notification")
+        return feedback_events(note, route_key=key)
+
+    def confirm_subscription(self, url: str) -> None:
+        """GET the SubscribeURL of a verified SubscriptionConfirmation (only from Amazon's SNS hosts)."""
+        if not sns.trusted_url(url, self.settings.get("endpoint_url") or None):
+            raise ProviderError(
+                ErrorKind.PERMANENT, "sns_url", "The SNS subscription link does not point to Amazon SNS."
+            )
+        resp = http.request("GET", url, provider="Amazon SNS", allow_redirects=False)
+        if resp.status_code != 200:
+            raise ProviderError(
+                ErrorKind.RETRYABLE if resp.status_code >= 500 else ErrorKind.PERMANENT,
+                resp.status_code,
+                f"Amazon SNS did not confirm the subscription (HTTP {resp.status_code}).",
+                status_code=resp.status_code,
+            )
 
     def health(self) -> Health:
         """GetSendQuota: proves the credentials and shows how much is left today."""
@@ -204,3 +279,92 @@ class SesProvider(Provider):
             "max_send_rate": quota.get("MaxSendRate"),
         }
         return Health(ok=True, status="connected", data=data)
+
+
+# Bounce subtypes in words a receptionist understands.
+# Docs: https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html#bounce-types
+_BOUNCE_REASONS: dict[tuple[str, str], str] = {
+    ("Permanent", "General"): "The email bounced: the patient's mail server refused it for good.",
+    ("Permanent", "NoEmail"): "The email bounced: the address does not exist.",
+    ("Permanent", "Suppressed"): "Amazon SES did not send it: the address bounced before and is suppressed.",
+    ("Permanent", "OnAccountSuppressionList"): (
+        "Amazon SES did not send it: the address is on the account's suppression list."
+    ),
+    ("Transient", "MailboxFull"): "The email bounced: the patient's mailbox is full.",
+    ("Transient", "MessageTooLarge"): "The email bounced: it was too large for the patient's mailbox.",
+    ("Transient", "ContentRejected"): "The email bounced: the patient's mail server rejected its content.",
+    (
+        "Transient",
+        "AttachmentRejected",
+    ): "The email bounced: the patient's mail server rejected an attachment.",
+}
+
+
+def _when(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.now(UTC)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def feedback_events(note: Mapping[str, Any], *, route_key: str | None) -> list[ProviderEvent]:
+    """An SES notification (``notificationType``) or published event (``eventType``) as status updates."""
+    kind = str(note.get("notificationType") or note.get("eventType") or "")
+    mail = _dict(note.get("mail"))
+    message_id = str(mail.get("messageId") or "")
+    if not message_id:
+        return []
+    if kind == "Delivery":
+        delivery = _dict(note.get("delivery"))
+        return [StatusUpdate(message_id, "delivered", _when(delivery.get("timestamp")), route_key=route_key)]
+    if kind == "Bounce":
+        bounce = _dict(note.get("bounce"))
+        kind_, sub = str(bounce.get("bounceType") or ""), str(bounce.get("bounceSubType") or "")
+        reason = _BOUNCE_REASONS.get((kind_, sub)) or (
+            "The email bounced: the patient's mail server did not accept it for now."
+            if kind_ == "Transient"
+            else "The email bounced: the patient's mail server refused it."
+        )
+        recipients = [r for r in bounce.get("bouncedRecipients") or [] if isinstance(r, dict)]
+        diagnostic = str(recipients[0].get("diagnosticCode") or "") if recipients else ""
+        if diagnostic:
+            reason = f"{reason} ({diagnostic[:200]})"
+        return [
+            StatusUpdate(
+                message_id,
+                "failed",
+                _when(bounce.get("timestamp")),
+                error_code=f"bounce:{kind_ or 'Undetermined'}:{sub or 'General'}"[:40],
+                error_title=reason,
+                route_key=route_key,
+            )
+        ]
+    if kind == "Complaint":
+        complaint = _dict(note.get("complaint"))
+        return [
+            ConnectionEvent(
+                "email_complaint",
+                {
+                    "message_id": message_id,
+                    "feedback_type": str(complaint.get("complaintFeedbackType") or ""),
+                    "at": str(complaint.get("timestamp") or ""),
+                },
+                route_key=route_key,
+            )
+        ]
+    if kind == "Reject":
+        return [
+            StatusUpdate(
+                message_id,
+                "failed",
+                _when(mail.get("timestamp")),
+                error_code="reject",
+                error_title="Amazon SES rejected the email (it found a virus in it).",
+                route_key=route_key,
+            )
+        ]
+    return []  # Send, Open, Click, DeliveryDelay …: nothing the inbox shows

@@ -23,6 +23,7 @@ GENERATED: dict[str, dict[str, Any]] = {
         "app_secret": lambda: secrets.token_urlsafe(24),
     },
     "dialog360": {"webhook_token": lambda: secrets.token_hex(24)},  # 360dialog refuses "_" in URLs
+    "ses": {"webhook_token": lambda: secrets.token_hex(24)},
     "meta": {"verify_token": lambda: secrets.token_urlsafe(18)},
 }
 
@@ -153,13 +154,16 @@ def webhook_url(conn: Connection, base_url: str | None = None) -> str:
         "waha": "/webhooks/waha",
         "chatwoot": "/webhooks/chatwoot",
         "sandbox": "/webhooks/sandbox",
-        "ses": "",
+        "ses": "/webhooks/ses/{webhook_token}",
     }
     path = paths.get(conn.provider, f"/webhooks/{conn.provider}")
     if not path:
         return "(outbound only: no webhook)"
     if "{webhook_token}" in path:
-        path = path.format(webhook_token=get_secrets(conn).get("webhook_token", ""))
+        token = get_secrets(conn).get("webhook_token")
+        if not token:  # an SES connection made before email feedback existed
+            return "(outbound only: no webhook)"
+        path = path.format(webhook_token=token)
     return base + path
 
 

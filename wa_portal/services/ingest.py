@@ -37,11 +37,12 @@ from ..providers.base import (
     MEDIA_KINDS,
     ConnectionEvent,
     InboundMessage,
+    ProviderError,
     ProviderEvent,
     StatusUpdate,
     WebhookError,
 )
-from . import connections, conversations, realtime
+from . import audit, connections, conversations, delivery, realtime
 from .phones import InvalidPhone, normalize
 from .redis_conn import REDIS_DOWN, get_redis
 from .webhooks import request_from_event
@@ -485,7 +486,60 @@ def apply_connection_event(
         conn.status = ConnectionStatus.CONNECTED if status == "WORKING" else ConnectionStatus.DEGRADED
     elif item.kind == "template_status":
         _apply_template_status(conn, data)
+    elif item.kind == "sns_subscription":
+        _confirm_sns_subscription(conn, data)
+    elif item.kind == "email_complaint":
+        return _apply_email_complaint(conn, data)
     return [(conn.clinic_id, "connection", {"connection_id": conn.id})]
+
+
+def _confirm_sns_subscription(conn: Connection, data: dict[str, object]) -> None:
+    """Amazon SNS asks us to confirm the topic subscription (SES feedback): follow its link once."""
+    topic = str(data.get("topic_arn") or "")
+    try:
+        connections.adapter_for(conn).confirm_subscription(str(data.get("subscribe_url") or ""))  # type: ignore[attr-defined]
+    except ProviderError as exc:
+        conn.status_detail = f"Email feedback: the SNS subscription could not be confirmed. {exc.detail}"[
+            :500
+        ]
+        log.warning("sns subscription for connection %s not confirmed: %s", conn.id, exc.kind.value)
+        return
+    conn.status_detail = f"Email feedback: bounces and complaints arrive from {topic.rsplit(':', 1)[-1]}."[
+        :500
+    ]
+    log.info("sns subscription for connection %s confirmed", conn.id)
+
+
+def _apply_email_complaint(conn: Connection, data: dict[str, object]) -> list[Notice]:
+    """A patient marked one of our emails as spam: no more email to them, and the trail says why."""
+    msg = db.session.scalar(
+        select(Message).where(
+            Message.connection_id == conn.id, Message.provider_message_id == str(data.get("message_id") or "")
+        )
+    )
+    if msg is None:
+        log.info("email complaint for an unknown message on connection %s", conn.id)
+        return []
+    conv = db.session.get(Conversation, msg.conversation_id)
+    contact = db.session.get(Contact, conv.contact_id) if conv else None
+    if contact is None:
+        return []
+    clinic = db.session.get(Clinic, conn.clinic_id)
+    chain = [c for c in delivery.channel_chain(clinic, contact) if c != "email"] if clinic else []
+    contact.preferred_channels = chain or ["whatsapp"]
+    feedback = str(data.get("feedback_type") or "").strip()
+    audit.record(
+        "update",
+        "contact",
+        contact.id,
+        f"Marked message {msg.id} as spam in their mailbox"
+        + (f" ({feedback})" if feedback else "")
+        + "; email is no longer used for this contact",
+        clinic_id=conn.clinic_id,
+        user=audit.ANONYMOUS,
+        actor="Amazon SES",
+    )
+    return [(conn.clinic_id, "conversation", {"conversation_id": msg.conversation_id})]
 
 
 def _apply_template_status(conn: Connection, data: dict[str, object]) -> None:

@@ -107,8 +107,9 @@ def meta_handshake():
     return challenge, 200, {"Content-Type": "text/plain"}
 
 
-# The POST routes, each with the provider it takes: endpoint -> (rule, provider). "token" is
-# 360dialog's path token. The Flask views and FastPath are both built from this one table.
+# The POST routes, each with the provider it takes: endpoint -> (rule, provider). "token" is the
+# path token of 360dialog and of the SES feedback (SNS) subscription. The Flask views and FastPath
+# are both built from this one table.
 POST_ROUTES = {
     "meta": ("/meta", "meta"),
     "dialog360": ("/360dialog/<token>", "dialog360"),
@@ -116,6 +117,7 @@ POST_ROUTES = {
     "twilio_status": ("/twilio/status", "twilio"),
     "waha": ("/waha", "waha"),
     "chatwoot": ("/chatwoot", "chatwoot"),
+    "ses": ("/ses/<token>", "ses"),
     "sandbox": ("/sandbox", "sandbox"),
 }
 PROVIDER_OF = {f"{bp.name}.{endpoint}": provider for endpoint, (_, provider) in POST_ROUTES.items()}
