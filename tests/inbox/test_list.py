@@ -165,3 +165,13 @@ def test_common_search_terms_walk_the_list_in_batches(
         m = re.search(r'hx-get="(/inbox\?[^"]*cursor=[^"]+)"', html)
         url = m.group(1).replace("&amp;", "&") if m else ""
     assert seen == ["Maria A", "John B", "Appointment Desk"]
+
+
+def test_the_sandbox_hint_shows_only_before_the_first_patient(client, login, staff, sandbox_conn, make_conv):
+    hint = "No patients yet?"
+    login(staff)
+    assert hint in client.get("/inbox").get_data(as_text=True)
+    # Nothing awaits a person, but the clinic has patients: the empty list is not a first run.
+    make_conv(sandbox_conn, name="Done", status=ConversationStatus.CLOSED, minutes_ago=5)
+    html = client.get("/inbox").get_data(as_text=True)
+    assert names(html) == [] and hint not in html

@@ -412,6 +412,13 @@ def unread_counts(*, clinic_id: int, user_id: int, conversation_ids: list[int]) 
 AWAITING_CAP = 100  # shown as "99+" beyond this: counting 10,000 rows on every page view is waste
 
 
+def any_for(*, clinic_id: int) -> bool:
+    """Has this clinic ever had a conversation? (the inbox's first-run hint)"""
+    return bool(
+        db.session.scalar(select(Conversation.id).where(Conversation.clinic_id == clinic_id).limit(1))
+    )
+
+
 def awaiting_count(*, clinic_id: int) -> int:
     """Conversations awaiting a person, counted up to AWAITING_CAP."""
     capped = (

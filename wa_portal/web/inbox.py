@@ -115,6 +115,10 @@ def index():
         resp = make_response(render_template("inbox/_rows.html", **ctx))
         resp.headers["Vary"] = "HX-Request"
         return resp
+    if not wants_fragment():
+        ctx["first_run"] = not ctx["listing"].rows and not conversations.any_for(
+            clinic_id=current_user.clinic_id
+        )
     return render_page_or_fragment("inbox/index.html", "inbox/_list.html", **ctx)
 
 
