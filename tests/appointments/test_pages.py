@@ -43,6 +43,26 @@ def test_staff_calendar_shows_free_slots_and_appointments(client, login, staff, 
     assert day.count('data-testid="free-slot"') == 3
 
 
+def test_calendar_marks_past_days_apart_from_days_without_hours(client, login, staff, therapist):
+    import re
+
+    login(staff)
+    url = f"/appointments/calendar?therapist={therapist.id}"
+    html = client.get(url + "&day=2026-04-09").get_data(as_text=True)
+
+    def day(iso: str) -> str:
+        match = re.search(rf'data-day="{iso}">(.*?)</div>', html, re.S)
+        assert match, iso
+        return match.group(1)
+
+    # Frozen on Monday 6 April: Monday still has hours, the weekend has none, and nothing is past.
+    assert "Past" not in html and "No hours" in day("2026-04-11")
+    with time_machine.travel(datetime(2026, 4, 9, 8, 0, tzinfo=MADRID)):  # Thursday
+        html = client.get(url).get_data(as_text=True)
+    assert "Past" in day("2026-04-06") and "Past" in day("2026-04-08")
+    assert "Past" not in day("2026-04-09") and "No hours" in day("2026-04-12")
+
+
 def test_staff_books_from_the_form(client, db, login, staff, therapist, sandbox_conn):
     from wa_portal.models import Appointment, Message
 
