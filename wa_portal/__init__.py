@@ -79,6 +79,7 @@ def register_blueprints(app: Flask) -> None:
     from .web import analytics as analytics  # analytics page (aggregates only)
     from .web import api as api  # appointments JSON API (issue 6)
     from .web import appointments as appointments  # appointments pages (issue 6)
+    from .web import assistant as assistant  # the assistant's settings page (admins)
     from .web import audit as audit  # audit trail page (admins)
     from .web import (
         auth,
@@ -91,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
         webhooks,
     )
     from .web import broadcasts as broadcasts  # broadcasts and emergency alerts
+    from .web import connect as connect  # connecting a number in the browser (admins)
     from .web import events as events
     from .web import settings as settings  # clinic settings pages (admins)
 
@@ -105,9 +107,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(deliveries.bp)
     app.register_blueprint(public_media.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(connect.bp)
     app.register_blueprint(broadcasts.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(assistant.bp)
     if app.config["SANDBOX_ENABLED"]:
         app.register_blueprint(sandbox.bp)
     webhooks.install_fast_path(app)  # after every blueprint: it matches against the whole URL map

@@ -133,6 +133,22 @@ def test_twilio_sms_conversation_is_answered_by_sms(portal, twilio):
     portal.assert_tick(conv, msg, "delivered")
 
 
+def test_twilio_sms_patient_gets_automatic_answers_by_sms(portal, twilio):
+    """The opt-out confirmation (like every automatic answer) goes back by SMS, not to WhatsApp."""
+    emu, _ = twilio
+    conn, url = _add(portal, twilio)
+    form = inbound_form(channel="sms", from_phone=SMS_PATIENT, to_phone=SMS_FROM, body="STOP")
+    assert _post_form(portal, url, form).status_code == 200
+    portal.drain()
+    conv = portal.conversation(conn, SMS_PATIENT)
+    assert conv.contact.consent == "opted_out"
+    [answer] = portal.messages(conv, "out")
+    [create] = emu.log.find(method="POST", path=emu.messages_path)
+    sent = {k: v[0] for k, v in create["form"].items()}
+    assert (sent["To"], sent["From"]) == (SMS_PATIENT, SMS_FROM)
+    assert (answer.status, answer.channel) == ("sent", "sms")
+
+
 def test_twilio_refuses_bad_signatures_and_unknown_numbers(portal, twilio):
     _conn, url = _add(portal, twilio)
     form = inbound_form(from_phone=PATIENT, to_phone=WHATSAPP_FROM, body="hi")

@@ -12,6 +12,7 @@ from .appointment import (  # appointments (issue 6)
     Reminder,
     ReminderState,
 )
+from .assistant import FaqEntry  # the assistant's FAQ answers
 from .audit import AuditEvent  # audit trail
 from .base import Base, utcnow, zone_or_utc
 from .broadcast import Broadcast, BroadcastKind, BroadcastStatus  # broadcasts
@@ -66,6 +67,7 @@ __all__ = [  # noqa: RUF022
     "ConversationStatus",
     "DeliveryAttempt",
     "Direction",
+    "FaqEntry",
     "Message",
     "MessageStatus",
     "MessageTemplate",

@@ -80,6 +80,7 @@ __all__ = [
     "TEMPLATE_LANGUAGE_CODES",
     "AppointmentContext",
     "RenderedText",
+    "format_when",
     "render",
     "resolve_language",
     "template_purpose",
@@ -378,6 +379,12 @@ def _when(moment: datetime, zone: ZoneInfo, locale: Locale, lang: str) -> str:
         date=format_date(local.date(), "full", locale=locale),
         time=format_time(local, "short", tzinfo=zone, locale=locale),
     )
+
+
+def format_when(moment: datetime, *, tz: str, lang: str, clinic_locale: str) -> str:
+    """A time as appointment messages write it, in the patient's language ("Monday, 7 December …")."""
+    language = resolve_language(lang)
+    return _when(moment, _zone(tz), _date_locale(language, clinic_locale), language)
 
 
 def _place(ctx: AppointmentContext, lines: Mapping[str, str]) -> str:

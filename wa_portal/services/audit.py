@@ -57,6 +57,7 @@ OBJECT_TYPES = (
     "settings",
     "api_key",
     "connection",
+    "faq_entry",
     "delivery_log",
     "user",
 )

@@ -45,6 +45,7 @@ def seed() -> list[str]:
     lines.extend(seed_appointments(clinic))  # appointments (issue 6)
     lines.extend(seed_delivery_templates(clinic))  # delivery (issue 4)
     lines.extend(seed_sample_activity(clinic))
+    lines.extend(seed_assistant(clinic))  # the assistant's FAQ answers and booking by message
     lines.append(f"demo login: {DEMO_USERS[1][0]} / {DEMO_PASSWORD}  (admin: {DEMO_USERS[0][0]})")
     return lines
 
@@ -291,3 +292,57 @@ def seed_sample_activity(clinic: Clinic) -> list[str]:
             except appointments.AppointmentError:
                 db.session.rollback()
     return [f"added {len(SAMPLE_CONVERSATIONS)} sample conversations and {booked} appointments"]
+
+
+# --- the assistant ---------------------------------------------------------------------------------
+
+# (question, trigger keywords in en/es/pt, answer)
+DEMO_FAQ = (
+    (
+        "What are your opening hours?",
+        "opening hours, opening times, open, hours, horario, horarios, abren, abierto, abre, aberto, "
+        "funcionamento, que horas",
+        "We are open Monday to Friday, 9:00 to 13:00 and 15:00 to 19:00. Closed on weekends and holidays.",
+    ),
+    (
+        "Where are you?",
+        "address, where are you, location, find you, directions, dirección, donde estan, ubicación, "
+        "endereço, onde fica, onde ficam, localização",
+        "Sunrise Therapy Clinic, Calle Mayor 12, 2nd floor, 28013 Madrid. Metro: Sol (lines 1, 2, 3).",
+    ),
+    (
+        "Is there parking?",
+        "parking, park, car park, car, aparcar, aparcamiento, parking cerca, estacionamiento, coche, "
+        "estacionamento, estacionar, carro",
+        "There is no parking at the clinic. The public car park on Calle Mayor is 2 minutes away on foot.",
+    ),
+    (
+        "How much does a session cost?",
+        "price, prices, cost, how much, fee, fees, precio, cuánto cuesta, cuanto vale, tarifa, "
+        "preço, quanto custa, valor",
+        "A first session (60 min) is 70 €, follow-up sessions (50 min) are 60 €. "
+        "We accept card, cash and Bizum.",
+    ),
+    (
+        "What should I bring?",
+        "what to bring, bring, documents, traer, llevar, documentos, levar, trazer",
+        "Please bring your ID, any previous reports and a list of the medication you take. "
+        "Comfortable clothes help for physiotherapy sessions.",
+    ),
+)
+
+
+def seed_assistant(clinic: Clinic) -> list[str]:
+    """The demo clinic's FAQ answers, and booking by message on, so `make run` shows both (once)."""
+    from . import assistant
+
+    if assistant.list_entries(clinic_id=clinic.id):
+        return []
+    for question, keywords, answer in DEMO_FAQ:
+        result = assistant.validate_entry({"question": question, "keywords": keywords, "answer": answer})
+        assert result.ok, result.errors  # the demo's own data: a typo here fails `make run` loudly
+        assistant.create_entry(clinic_id=clinic.id, user_id=None, values=result.values)
+    if assistant.BOOKING_KEY not in (clinic.settings or {}):
+        clinic.settings = {**(clinic.settings or {}), assistant.BOOKING_KEY: True}
+        db.session.commit()
+    return [f"added {len(DEMO_FAQ)} assistant answers (FAQ) and turned on booking by message"]

@@ -1,4 +1,4 @@
-"""Classify a patient's reply to an appointment message: confirm, cancel, reschedule, opt out/in, pick a slot.
+"""Classify a patient's message: confirm, cancel, reschedule, opt out/in, pick a slot, book, ask for a person.
 
 Pure domain logic: plain values in, plain values out.
 
@@ -7,7 +7,9 @@ Public API
 ``classify(text: str | None, *, button_payload: str | None = None, expecting_choice: bool = False) -> Reply``
 ``Reply(intent: Intent, choice: int | None = None)`` — ``choice`` is set only for ``Intent.CHOICE``.
 ``Intent`` (a ``StrEnum``): ``CONFIRM``, ``CANCEL``, ``RESCHEDULE``, ``STOP``, ``START``, ``CHOICE``,
-``NONE``.
+``BOOK``, ``HUMAN``, ``NONE``.
+``normalize(text: str) -> list[str]``: the words of a text as rule 2 folds them (the assistant's FAQ
+matcher reads messages the same way).
 ``BUTTON_PAYLOADS``: ``{"appt:confirm": CONFIRM, "appt:cancel": CANCEL, "appt:reschedule": RESCHEDULE}``.
 ``MAX_CHOICE``: the highest slot number a reply may pick (20).
 
@@ -38,6 +40,19 @@ while ``NONE`` only means a person on the team reads the message:
    ``CHOICE(n)``. ``"option 2"`` / ``"opción 2"`` / ``"opção 2"`` / ``"विकल्प 2"`` is ``CHOICE`` in either
    mode, and so is a bare number from 4 up; the caller decides whether a choice makes sense now.
    Several numbers (``"10:00"``, ``"1 2"``), 0 or a number above ``MAX_CHOICE`` are ``NONE``.
+7. Requests, read only when rules 3-6 found nothing (``NONE``), in messages of at most 16 words,
+   questions included ("Can I book?"):
+   ``HUMAN`` — a word for talking (talk, speak, call, contact, hablar, llamar, falar, ligar, बात …)
+   together with a word for a person (person, someone, human, agent, reception, team, persona,
+   alguien, pessoa, alguém, atendente, इंसान …), or a message made only of filler and the words
+   that ask for a person on their own ("Agent", "atendente", "a real person please"; not "thanks
+   team", not "in person").
+   ``BOOK`` — a booking verb (book, reservar, agendar, marcar, बुक) or a wish followed by an
+   appointment word with at most one article between ("I need an appointment", "quiero una cita",
+   "nova consulta", "अपॉइंटमेंट चाहिए"), and no negation (no, not, don't, não, नहीं …) nor any cancel
+   or reschedule keyword ("cancel and book another" is for a person). ``HUMAN`` wins over ``BOOK``:
+   "I want to speak to someone to book" asked for a person. "remarcar" and "reagendar" stay
+   ``RESCHEDULE``; "book" inside a longer word (facebook, booked) is not the word "book".
 
 Keyword lists (normalised as above):
 
@@ -54,7 +69,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["BUTTON_PAYLOADS", "MAX_CHOICE", "Intent", "Reply", "classify"]
+__all__ = ["BUTTON_PAYLOADS", "MAX_CHOICE", "Intent", "Reply", "classify", "normalize"]
 
 
 class Intent(StrEnum):
@@ -64,6 +79,8 @@ class Intent(StrEnum):
     STOP = "stop"
     START = "start"
     CHOICE = "choice"
+    BOOK = "book"  # a new appointment, asked for in words
+    HUMAN = "human"  # "talk to a person"
     NONE = "none"
 
 
@@ -82,6 +99,9 @@ BUTTON_PAYLOADS: dict[str, Intent] = {
 MAX_CHOICE = 20
 # Beyond this many words a reply is a sentence with its own meaning; a person should read it.
 MAX_WORDS = 6
+# Requests (rule 7) may be longer ("Hi, good morning, I would like to book an appointment please"),
+# but not a whole story: past this a person reads it, and the details in it.
+MAX_REQUEST_WORDS = 16
 
 # Emoji that are answers in their own right; every other symbol is noise around the words.
 _EMOJI_WORDS = frozenset({"👍", "✅"})
@@ -137,6 +157,68 @@ _FILLER = (
 )
 
 
+# --- rule 7: requests -------------------------------------------------------------------------
+_TALK_WORDS = (
+    *("talk", "speak", "chat", "call", "contact"),
+    *("hablar", "comunicarme", "llamar", "llamen", "contactar"),
+    *("falar", "conversar", "ligar", "ligue", "liguem"),
+    *("बात", "baat"),
+)
+# Words that ask for a person even alone ("Agent", "atendente", "a real person please").
+_PERSON_ALONE_WORDS = (
+    *("person", "human", "agent", "operator", "receptionist"),
+    *("persona", "humano", "humana", "agente", "operador", "recepcionista"),
+    *("pessoa", "atendente", "atendimento"),
+    *("इंसान", "insaan"),
+)
+# ... and words that do only with a word for talking: "thanks team" is a sign-off, not a request.
+_PERSON_WORDS = (
+    *_PERSON_ALONE_WORDS,
+    *("someone", "somebody", "reception", "staff", "team"),
+    *("alguien", "recepción", "equipo"),
+    *("alguém", "recepção", "equipe"),
+    *("व्यक्ति", "किसी"),
+)
+# Allowed around person words alone: "a real person", "una persona de verdad", "atendimento humano".
+_PERSON_FILLER = (
+    "real",
+    "actual",
+    "live",
+    "an",
+    "un",
+    "una",
+    "um",
+    "uma",
+    "de",
+    "verdad",
+    "with",
+    "con",
+    "com",
+)
+_BOOK_VERBS = ("book", "reservar", "agendar", "marcar", "agendamento", "बुक")
+_WISH_WORDS = (
+    *("want", "need", "like", "get", "make", "schedule", "new", "another"),
+    *("quiero", "quisiera", "necesito", "pedir", "solicitar", "sacar", "hacer", "programar", "nueva", "otra"),
+    *("quero", "gostaria", "preciso", "nova", "outra"),
+    *("चाहिए", "chahiye"),
+)
+_ARTICLES = ("a", "an", "one", "un", "una", "um", "uma")
+_APPOINTMENT_WORDS = (
+    *("appointment", "appt", "session", "cita", "turno", "sesión", "consulta", "sessão", "horário"),
+    *("अपॉइंटमेंट",),
+)
+_NEGATIONS = (
+    *("no", "not", "never", "don", "dont", "doesn", "didn", "won"),
+    *("nunca", "ni", "não", "nem", "nao"),
+    *("नहीं", "nahi", "mat"),
+)
+
+
+def normalize(text: str) -> list[str]:
+    """The words of ``text`` folded like replies are (rule 2): case, accents, punctuation, emoji."""
+    return _normalize(text)
+
+
 def _normalize(text: str) -> list[str]:
     """Rule 2: the words of ``text`` after case, accent, punctuation and emoji folding."""
     chars: list[str] = []
@@ -185,11 +267,23 @@ _KEYWORD_INTENT: dict[str, Intent] = {
 }
 _CHOICE_WORDS = _words(_CHOICE_MARKERS)
 _FILLER_WORDS = _words(_FILLER)
+_TALK = _words(_TALK_WORDS)
+_PERSON = _words(_PERSON_WORDS)
+_PERSON_ALONE = _words(_PERSON_ALONE_WORDS)
+_PERSON_EXTRA = _words(_PERSON_FILLER)
+_BOOK = _words(_BOOK_VERBS)
+_WISH = _words(_WISH_WORDS)
+_ARTICLE = _words(_ARTICLES)
+_APPOINTMENT = _words(_APPOINTMENT_WORDS)
+_NEGATION = _words(_NEGATIONS)
+_NOT_BOOKING = frozenset(
+    word for word, intent in _KEYWORD_INTENT.items() if intent in (Intent.CANCEL, Intent.RESCHEDULE)
+)
 _NONE = Reply(Intent.NONE)
 
 
 def classify(text: str | None, *, button_payload: str | None = None, expecting_choice: bool = False) -> Reply:
-    """What a patient's reply means for their appointment; ``NONE`` when a person should read it."""
+    """What a patient's message asks for (answer, opt-out, booking, a person); ``NONE``: a person reads it."""
     if button_payload is not None:
         intent = BUTTON_PAYLOADS.get(button_payload.strip())
         if intent is not None:
@@ -204,6 +298,13 @@ def classify(text: str | None, *, button_payload: str | None = None, expecting_c
     # Opt-out is honoured even when punctuated as a question: a missed STOP is worse than an extra one.
     if phrase in _STOP:
         return Reply(Intent.STOP)
+    reply = _appointment_reply(text, words, expecting_choice=expecting_choice)
+    return reply if reply.intent is not Intent.NONE else _request(words)
+
+
+def _appointment_reply(text: str, words: list[str], *, expecting_choice: bool) -> Reply:
+    """Rules 4-6: an answer to an appointment message, or ``NONE``."""
+    phrase = tuple(words)
     if "?" in text or "¿" in text:
         return _NONE
     if phrase in _START:
@@ -239,4 +340,29 @@ def classify(text: str | None, *, button_payload: str | None = None, expecting_c
 
     if len(intents) == 1:
         return Reply(intents.pop())
+    return _NONE
+
+
+def _request(words: list[str]) -> Reply:
+    """Rule 7: a request for a person or for a new appointment, or ``NONE``."""
+    if len(words) > MAX_REQUEST_WORDS:
+        return _NONE
+    vocabulary = set(words)
+    if (vocabulary & _PERSON and vocabulary & _TALK) or (
+        vocabulary & _PERSON_ALONE and vocabulary <= _PERSON_ALONE | _PERSON_EXTRA | _FILLER_WORDS
+    ):
+        return Reply(Intent.HUMAN)
+    if vocabulary & (_NEGATION | _NOT_BOOKING):
+        return _NONE
+    if vocabulary & _BOOK:
+        return Reply(Intent.BOOK)
+    for i, word in enumerate(words):
+        if word in _WISH:
+            after = words[i + 1 : i + 3]
+            if after[:1] and after[0] in _APPOINTMENT:
+                return Reply(Intent.BOOK)
+            if len(after) == 2 and after[0] in _ARTICLE and after[1] in _APPOINTMENT:
+                return Reply(Intent.BOOK)
+        elif word in _APPOINTMENT and i + 1 < len(words) and words[i + 1] in _WISH:
+            return Reply(Intent.BOOK)  # Hindi puts the wish after the noun: "अपॉइंटमेंट चाहिए"
     return _NONE

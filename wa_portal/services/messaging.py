@@ -231,6 +231,8 @@ def queue_notification(
         clinic_id=clinic_id,
         conversation_id=conv.id,
         connection_id=conn.id,
+        # A patient who writes by SMS gets the clinic's answers, confirmations and reminders by SMS too.
+        channel=conversations.reply_channel(conv),
         direction=Direction.OUT,
         kind="template" if template else ("buttons" if buttons else "text"),
         body=body,

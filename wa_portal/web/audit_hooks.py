@@ -37,7 +37,17 @@ from ..services import audit
 log = logging.getLogger(__name__)
 
 # Blueprints whose write endpoints must each be audited or explicitly ignored (see the tests).
-AUDITED_BLUEPRINTS = ("inbox", "appointments", "deliveries", "settings", "api", "audit", "broadcasts")
+AUDITED_BLUEPRINTS = (
+    "inbox",
+    "appointments",
+    "deliveries",
+    "settings",
+    "connect",
+    "api",
+    "audit",
+    "broadcasts",
+    "assistant",
+)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -182,6 +192,37 @@ AUDITED: dict[tuple[str, str], Rule] = {
         "max_attempts, emergency_to_opted_out",
     ),
     ("settings.check_connection", "POST"): Rule("check", "connection", id_arg="connection_id"),
+    # --- connecting a number (web/connect.py): names only, never a setting's value
+    ("connect.create", "POST"): Rule(
+        "create",
+        "connection",
+        id_from_location="connection_id",
+        summary=lambda r: f"provider: {(r.view_args or {}).get('provider', '')}",
+    ),
+    ("connect.meta_signup", "POST"): Rule(
+        "create", "connection", id_from_location="connection_id", summary="provider: meta (embedded signup)"
+    ),
+    ("connect.update", "POST"): Rule(
+        "update", "connection", id_arg="connection_id", summary="settings edited"
+    ),
+    ("connect.deactivate", "POST"): Rule(
+        "update", "connection", id_arg="connection_id", summary="deactivated"
+    ),
+    ("connect.reactivate", "POST"): Rule(
+        "update", "connection", id_arg="connection_id", summary="reactivated"
+    ),
+    # --- the assistant's settings (its FAQ answers are clinic facts; changed like any setting)
+    ("assistant.save_switches", "POST"): Rule(
+        "update", "settings", summary="assistant: assistant_enabled, assistant_booking"
+    ),
+    ("assistant.add_entry", "POST"): Rule("create", "faq_entry"),
+    ("assistant.update_entry", "POST"): Rule(
+        "update", "faq_entry", id_arg="entry_id", summary="question, keywords, answer, enabled"
+    ),
+    ("assistant.toggle_entry", "POST"): Rule(
+        "update", "faq_entry", id_arg="entry_id", summary=lambda r: f"enabled: {r.form.get('enabled') == '1'}"
+    ),
+    ("assistant.delete_entry", "POST"): Rule("delete", "faq_entry", id_arg="entry_id"),
     # --- broadcasts (the detail page polls itself with HX-Request while sending: opened once = one row)
     ("broadcasts.send", "POST"): Rule(
         "send",
