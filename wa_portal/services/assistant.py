@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ from .appointment_replies import (
 )
 from .appointment_texts import format_when, resolve_language
 from .assistant_faq import MAX_KEYWORD_LENGTH, MAX_KEYWORDS, Candidate, Match, best_match, split_keywords
+from .clinic_settings import Validation
 from .keywords import Intent, Reply, classify
 
 log = logging.getLogger(__name__)
@@ -160,16 +161,6 @@ def save_switches(*, clinic_id: int, user_id: int, enabled: bool, booking: bool)
 
 
 # --- FAQ entries -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Validation:
-    values: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def validate_entry(data: Mapping[str, Any]) -> Validation:
