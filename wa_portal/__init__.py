@@ -95,6 +95,7 @@ def register_blueprints(app: Flask) -> None:
     from .web import connect as connect  # connecting a number in the browser (admins)
     from .web import events as events
     from .web import settings as settings  # clinic settings pages (admins)
+    from .web import waha_pairing as waha_pairing  # linking a WAHA session by QR code (admins)
 
     filters.register(app)
     app.register_blueprint(health.bp)
@@ -108,6 +109,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(public_media.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(connect.bp)
+    app.register_blueprint(waha_pairing.bp)
     app.register_blueprint(broadcasts.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(analytics.bp)

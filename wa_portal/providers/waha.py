@@ -546,6 +546,25 @@ class WahaProvider(Provider):
             body["config"] = dict(config)
         return dict(self._call("POST", "/api/sessions", json=body).json() or {})
 
+    def configure_session(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Point the session at us: create it with ``config``, or replace an existing one's config
+        (``PUT`` restarts it, so WAHA picks up the webhook URL and HMAC key)."""
+        try:
+            self.get_session()
+        except ProviderError as exc:
+            if exc.status_code != 404:
+                raise
+            body = {"name": self.session, "start": True, "config": dict(config)}
+            return dict(self._call("POST", "/api/sessions", json=body).json() or {})
+        body = {"name": self.session, "config": dict(config)}
+        answer = dict(self._call("PUT", self._session_path(), json=body).json() or {})
+        if str(answer.get("status") or "") in ("STOPPED", "FAILED"):
+            answer = dict(self._call("POST", self._session_path("/start")).json() or {})
+        return answer
+
+    def restart_session(self) -> dict[str, Any]:
+        return dict(self._call("POST", self._session_path("/restart")).json() or {})
+
     def stop_session(self) -> dict[str, Any]:
         return dict(self._call("POST", self._session_path("/stop")).json() or {})
 

@@ -43,6 +43,7 @@ AUDITED_BLUEPRINTS = (
     "deliveries",
     "settings",
     "connect",
+    "waha_pair",
     "api",
     "audit",
     "broadcasts",
@@ -210,6 +211,15 @@ AUDITED: dict[tuple[str, str], Rule] = {
     ),
     ("connect.reactivate", "POST"): Rule(
         "update", "connection", id_arg="connection_id", summary="reactivated"
+    ),
+    ("waha_pair.create", "POST"): Rule(
+        "create", "connection", id_from_location="connection_id", summary="provider: waha (QR code)"
+    ),
+    ("waha_pair.restart", "POST"): Rule(
+        "update", "connection", id_arg="connection_id", summary="WAHA session restarted"
+    ),
+    ("waha_pair.unlink", "POST"): Rule(
+        "update", "connection", id_arg="connection_id", summary="phone unlinked"
     ),
     # --- the assistant's settings (its FAQ answers are clinic facts; changed like any setting)
     ("assistant.save_switches", "POST"): Rule(

@@ -2,7 +2,7 @@
 
 A chooser, one form per provider built from the adapter's settings schema, edit, (de)activate, and
 Meta's embedded signup. Validation and every write live in services/connect; WAHA's QR flow is
-web/connect_waha.py (linked from the chooser by its path).
+web/waha_pairing.py (linked from the chooser by its path).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from .decorators import render_page_or_fragment, roles_required, wants_fragment
 bp = Blueprint("connect", __name__, url_prefix="/settings/connections")
 
 PROVIDER_PATH = "any(" + ", ".join(svc.FORM_PROVIDERS) + "):provider"
-WAHA_PATH = "/settings/connections/new/waha"  # connect_waha.new, another blueprint
+WAHA_PATH = "/settings/connections/new/waha"  # waha_pair.new, another blueprint
 
 # The embedded-signup page loads Facebook's SDK, which opens Facebook in a popup and iframes. COOP
 # same-origin would cut the popup off from this page (no postMessage back), so this one page relaxes it.
