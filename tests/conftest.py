@@ -88,6 +88,16 @@ def app_config(database_url: str, redis_url: str, **extra: Any) -> dict[str, Any
     }
 
 
+class FreshContextClient(FlaskClient):
+    """Each request in an app context of its own, as in production: its own ``g`` and its own database
+    session, whatever the test holds in its context. (The tests run inside one pushed app context, which
+    Flask would otherwise reuse for every request: ``g`` and the session would carry over.)"""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
 def _migrated_app(database_url: str, redis_url: str) -> Iterator[Flask]:
     from flask_migrate import upgrade
@@ -96,6 +106,7 @@ def _migrated_app(database_url: str, redis_url: str) -> Iterator[Flask]:
     from wa_portal.extensions import db
 
     app = create_app(app_config(database_url, redis_url))
+    app.test_client_class = FreshContextClient
     with app.app_context():
         # The schema comes from the migrations, as in production; tests/test_migrations.py
         # proves they match the models.

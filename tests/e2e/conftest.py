@@ -106,7 +106,7 @@ class Portal:
         parts = urlsplit(url)
         assert f"{parts.scheme}://{parts.netloc}" == PUBLIC_BASE_URL, url
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        _fresh_g()
+        _read_afresh()
         return self.app.test_client().post(path, data=body, headers=headers)
 
     def stored(self) -> tuple[int, int]:
@@ -198,16 +198,11 @@ class Portal:
 
 
 class SignedIn:
-    """A browser session of one user.
-
-    The tests hold an app context, so Flask reuses it (and ``g``) for every request: ``g`` is emptied
-    before each request, as a fresh request would find it, or flask-login's and Flask-WTF's per-request
-    caches would serve the second user as the first.
-    """
+    """A browser session of one user (each request runs in an app context of its own: see
+    tests.conftest.FreshContextClient)."""
 
     def __init__(self, client: FlaskClient, user: Any) -> None:
         self.client = client
-        self.get(None)  # drop any cached user before signing in
         from tests.conftest import PASSWORD, csrf_token
 
         token = csrf_token(client, "/login")
@@ -215,22 +210,18 @@ class SignedIn:
         assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
 
     def get(self, path: str | None, **kw: Any) -> Any:
-        _fresh_g()
+        _read_afresh()
         return self.client.get(path, **kw) if path else None
 
     def post(self, path: str, **kw: Any) -> Any:
-        _fresh_g()
+        _read_afresh()
         return self.client.post(path, **kw)
 
 
-def _fresh_g() -> None:
-    from flask import g
-
+def _read_afresh() -> None:
     from wa_portal.extensions import db
 
-    for name in list(vars(g)):
-        g.pop(name, None)
-    # The session is shared with the test too: what the worker committed must be read afresh.
+    # What the request and the worker committed must be read afresh by the test's own session.
     db.session.expire_all()
 
 

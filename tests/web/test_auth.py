@@ -88,3 +88,13 @@ def test_readyz_is_503_when_redis_is_down(_migrated_app, database_url):
     assert resp.status_code == 503
     body = resp.get_json()
     assert body["database"] == "ok" and body["redis"].startswith("error")
+
+
+def test_two_people_signed_in_at_once_each_stay_themselves(app, login, staff, make_user, clinic):
+    """Two browsers, alternating requests: each page is rendered for its own user (per-request state)."""
+    colleague = make_user(clinic, "staff", email="ana@sunrise.test", name="Ana Colleague")
+    rita, ana = login(staff, app.test_client()), login(colleague, app.test_client())
+    for _ in range(2):
+        assert staff.display_name in rita.get("/inbox").get_data(as_text=True)
+        page = ana.get("/inbox").get_data(as_text=True)
+        assert "Ana Colleague" in page and staff.display_name not in page
