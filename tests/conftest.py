@@ -118,7 +118,10 @@ def _migrated_app(database_url: str, redis_url: str) -> Iterator[Flask]:
 
 @pytest.fixture
 def app(_migrated_app: Flask, redis_url: str) -> Iterator[Flask]:
+    from wa_portal.services.assistant import forget_cached_entries
+
     redis_lib.Redis.from_url(redis_url).flushdb()
+    forget_cached_entries()  # clinic and entry ids start again at 1 in every test
     with _migrated_app.app_context():
         yield _migrated_app
         _truncate(_migrated_app)

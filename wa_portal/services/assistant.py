@@ -29,6 +29,7 @@ treats it as a reply (it reaches a patient who opted out but wrote again; never 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -229,6 +230,7 @@ def create_entry(*, clinic_id: int, user_id: int | None, values: Mapping[str, An
     )
     db.session.add(entry)
     db.session.commit()
+    forget_cached_entries()
     log.info("clinic %s FAQ entry %s added by user %s", clinic_id, entry.id, user_id)
     return entry
 
@@ -240,6 +242,7 @@ def update_entry(*, clinic_id: int, entry_id: int, user_id: int, values: Mapping
     entry.answer = values["answer"]
     entry.enabled = bool(values.get("enabled", entry.enabled))
     db.session.commit()
+    forget_cached_entries()
     log.info("clinic %s FAQ entry %s changed by user %s", clinic_id, entry.id, user_id)
     return entry
 
@@ -248,6 +251,7 @@ def set_entry_enabled(*, clinic_id: int, entry_id: int, user_id: int, enabled: b
     entry = get_entry(clinic_id=clinic_id, entry_id=entry_id)
     entry.enabled = enabled
     db.session.commit()
+    forget_cached_entries()
     log.info("clinic %s FAQ entry %s %s by user %s", clinic_id, entry.id, "on" if enabled else "off", user_id)
     return entry
 
@@ -256,18 +260,48 @@ def delete_entry(*, clinic_id: int, entry_id: int, user_id: int) -> None:
     entry = get_entry(clinic_id=clinic_id, entry_id=entry_id)
     db.session.delete(entry)
     db.session.commit()
+    forget_cached_entries()
     log.info("clinic %s FAQ entry %s deleted by user %s", clinic_id, entry_id, user_id)
 
 
-def faq_match(*, clinic_id: int, text: str | None) -> tuple[FaqEntry, Match] | None:
-    """The clinic's enabled entry that answers ``text``, with how it matched; None below the threshold."""
+# The worker matches every patient message against the clinic's entries: it keeps their keywords for
+# a few seconds per process instead of reading them for each message (an edit applies within this).
+CANDIDATES_TTL = 10.0
+_candidates: dict[int, tuple[float, list[Candidate]]] = {}
+
+
+def _enabled_candidates(clinic_id: int, *, cached: bool) -> list[Candidate]:
+    now = time.monotonic()
+    hit = _candidates.get(clinic_id) if cached else None
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    found = [
+        Candidate(e.id, list(e.keywords or [])) for e in list_entries(clinic_id=clinic_id, enabled_only=True)
+    ]
+    if len(_candidates) > 1000:
+        _candidates.clear()
+    _candidates[clinic_id] = (now + CANDIDATES_TTL, found)
+    return found
+
+
+def forget_cached_entries() -> None:
+    """Drop this process's kept keywords (after an edit here; tests between clinics)."""
+    _candidates.clear()
+
+
+def faq_match(*, clinic_id: int, text: str | None, cached: bool = False) -> tuple[FaqEntry, Match] | None:
+    """The clinic's enabled entry that answers ``text``, with how it matched; None below the threshold.
+
+    ``cached``: the worker's path (keywords kept CANDIDATES_TTL seconds); the settings preview reads afresh.
+    """
     if not text:
         return None
-    entries = list_entries(clinic_id=clinic_id, enabled_only=True)
-    found = best_match(text, [Candidate(e.id, e.keywords or []) for e in entries])
+    found = best_match(text, _enabled_candidates(clinic_id, cached=cached))
     if found is None:
         return None
-    entry = next(e for e in entries if e.id == found.entry_id)
+    entry = db.session.get(FaqEntry, found.entry_id)
+    if entry is None or entry.clinic_id != clinic_id or not entry.enabled:
+        return None  # deleted or turned off in the last seconds
     return entry, found
 
 
@@ -281,13 +315,13 @@ class Decision:
     match: Match | None = None
 
 
-def decide(*, clinic: Clinic, reply: Reply, text: str | None) -> Decision:
+def decide(*, clinic: Clinic, reply: Reply, text: str | None, cached: bool = False) -> Decision:
     """Steps 3-6 of the module docstring for one message (no offer open, not quiet)."""
     if reply.intent == Intent.HUMAN:
         return Decision("handoff")
     if reply.intent == Intent.BOOK and switches(clinic).booking:
         return Decision("book")
-    found = faq_match(clinic_id=clinic.id, text=text)
+    found = faq_match(clinic_id=clinic.id, text=text, cached=cached)
     if found is not None:
         return Decision("faq", entry=found[0], match=found[1])
     return Decision("none")
@@ -332,18 +366,25 @@ def handle_inbound(msg: Message) -> bool:
     clinic = db.session.get(Clinic, msg.clinic_id)
     if conv is None or clinic is None or conv.clinic_id != clinic.id:
         return False
-    if not switches(clinic).enabled or staff_replied_recently(conv):
+    if not switches(clinic).enabled:
         return False
-    offer = load_offer(conv.id)
-    booking_offer = offer if offer is not None and offer.appointment_id is None else None
+    # Most messages are for a person: find that out first, without Redis or the quiet-hours query.
     payload = (msg.extra or {}).get("button_payload")
-    reply = classify(msg.body, button_payload=payload, expecting_choice=booking_offer is not None)
+    reply = classify(msg.body, button_payload=payload, expecting_choice=False)
+    as_choice = classify(msg.body, button_payload=payload, expecting_choice=True)
+    booking_offer = None
+    if as_choice != reply or as_choice.intent == Intent.CHOICE:  # a number: is a numbered offer open?
+        offer = load_offer(conv.id)
+        if offer is not None and offer.appointment_id is None:
+            booking_offer, reply = offer, as_choice
     if reply.intent == Intent.CHOICE:
-        if booking_offer is None or not switches(clinic).booking:
+        if booking_offer is None or not switches(clinic).booking or staff_replied_recently(conv):
             return False
         return _book_choice(conv, clinic, booking_offer, reply.choice or 0)
 
-    decision = decide(clinic=clinic, reply=reply, text=msg.body)
+    decision = decide(clinic=clinic, reply=reply, text=msg.body, cached=True)
+    if decision.action == "none" or staff_replied_recently(conv):
+        return False
     if decision.action == "handoff":
         return _hand_off(conv, clinic, "handoff")
     if decision.action == "book":
