@@ -26,6 +26,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+pytest_plugins = ["tests.emulators.fixtures"]  # graph, twilio, waha, chatwoot, moto
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import csrf_token
-from tests.emulators.meta_graph import DEFAULT_PNID, running_meta_graph, signature_header
+from tests.emulators.meta_graph import DEFAULT_PNID, signature_header
 from wa_portal.models import AuditEvent, Connection, ConnectionStatus
 
 # The keys of `flask wa add-connection` per provider (CONTRACT.md), in the form's order.
@@ -42,19 +42,6 @@ SECRET_KEYS = {
     "secret_access_key",
 }
 INPUT_RE = re.compile(r"<input[^>]*>")
-
-
-@pytest.fixture(scope="module")
-def _graph():
-    with running_meta_graph() as graph:
-        yield graph
-
-
-@pytest.fixture
-def graph(_graph):
-    _graph.reset()
-    yield _graph
-    _graph.wait_idle()
 
 
 def _inputs(html: str) -> dict[str, str]:

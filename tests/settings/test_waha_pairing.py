@@ -4,33 +4,16 @@ a failing WAHA leaves nothing behind. Admins only; another clinic's connection i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import csrf_token
-from tests.emulators.server import serve
-from tests.emulators.waha import API_KEY, PNG_1X1, WahaEmulator, message_payload, signed_webhook
+from tests.emulators.waha import API_KEY, PNG_1X1, message_payload, signed_webhook
 from wa_portal.models import AuditEvent, Connection, WebhookEvent
 from wa_portal.services import connections
 
 SESSION = "sunrise_main"
 PHONE = "+34600111222"
-
-
-@pytest.fixture(scope="module")
-def _waha() -> Iterator[tuple[WahaEmulator, str]]:
-    emu = WahaEmulator()
-    with serve(emu) as url:
-        yield emu, url
-
-
-@pytest.fixture
-def waha(_waha):
-    _waha[0].reset()
-    yield _waha
-    _waha[0].reset()
 
 
 def _start(client, url: str, **overrides: str):
