@@ -33,7 +33,9 @@ Faults: ``emu.faults`` — ``fail_next(n, status=500, body=None, path=None)``, `
 
 Webhooks: ``signed_webhook(event, payload, session=…, hmac_key=…) -> SignedWebhook(body, headers)`` with
 ``X-Webhook-Hmac`` (hex HMAC-SHA512 of the body); ``message_payload(...)`` and ``ack_payload(...)`` build
-payloads; ``emu.session_status_webhook(s)`` signs a ``session.status`` event for a session's current state.
+payloads; ``emu.session_status_webhook(s)`` signs a ``session.status`` event for a session's current state;
+``emu.deliver(s, event, payload)`` POSTs it to the session's ``config.webhooks`` URLs, signed with each one's
+``hmac.key`` (what the portal configured), and returns the HTTP statuses.
 """
 
 from __future__ import annotations
@@ -270,6 +272,34 @@ class WahaEmulator:
             session = self.sessions[name]
             payload = {"status": session["status"], "statuses": list(session["statuses"]), "data": None}
         return signed_webhook("session.status", payload, session=name, hmac_key=self.hmac_key)
+
+    def deliver(self, name: str, event: str, payload: Mapping[str, Any], *, timeout: float = 10) -> list[int]:
+        """POST ``event`` to every webhook in the session's ``config.webhooks`` that subscribes to it
+        (its ``events``, or ``*``), as WAHA does: signed with that webhook's own ``hmac.key`` (unsigned
+        without one), plus its ``customHeaders``. One attempt each (``retries`` are not emulated);
+        returns the HTTP statuses in config order."""
+        import requests  # only the tests that deliver need it
+
+        with self._lock:
+            session = self.sessions[name]
+            hooks = [
+                dict(h) for h in (session["config"] or {}).get("webhooks") or [] if isinstance(h, Mapping)
+            ]
+            me = session["me"]
+        me_phone = str(me["id"]).split("@", 1)[0] if me else ME_PHONE
+        statuses = []
+        for hook in hooks:
+            events = hook.get("events") or ["message"]
+            if event not in events and "*" not in events:
+                continue
+            key = (hook.get("hmac") or {}).get("key") or None
+            signed = signed_webhook(event, payload, session=name, hmac_key=key, me_phone=me_phone)
+            headers = dict(signed.headers)
+            for extra in hook.get("customHeaders") or []:
+                headers[str(extra["name"])] = str(extra["value"])
+            resp = requests.post(str(hook["url"]), data=signed.body, headers=headers, timeout=timeout)
+            statuses.append(resp.status_code)
+        return statuses
 
     def _new_session(self, name: str, config: Any) -> dict[str, Any]:
         return {

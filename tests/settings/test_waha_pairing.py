@@ -189,3 +189,28 @@ def test_admins_only_and_clinic_scoped(client, login, db, waha, staff, admin, ma
 
 def test_a_non_waha_connection_has_no_pairing_page(admin_client, sandbox_conn):
     assert admin_client.get(f"/settings/connections/{sandbox_conn.id}/waha").status_code == 404
+
+
+def test_starting_again_carries_on_with_the_unfinished_pairing(admin_client, db, waha):
+    emu, url = waha
+    _start(admin_client, url)
+    first = db.session.scalar(select(Connection).where(Connection.provider == "waha"))
+    # The admin left before scanning and fills the form again: same session, no second connection.
+    resp = _start(admin_client, url, label="Reception")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(
+        f"/settings/connections/{first.id}/waha"
+    )
+    db.session.expire_all()
+    [conn] = db.session.scalars(select(Connection).where(Connection.provider == "waha"))
+    assert (conn.id, conn.label, conn.status) == (first.id, "Reception", "pending")
+    [hook] = emu.sessions[SESSION]["config"]["webhooks"]
+    assert hook["hmac"]["key"] == connections.get_secrets(conn)["webhook_hmac_key"]  # WAHA has the new key
+
+    # Once linked, the same session is taken: the form says where to find it.
+    emu.step(SESSION)
+    emu.scan(SESSION, PHONE)
+    admin_client.get(f"/settings/connections/{conn.id}/waha")
+    resp = _start(admin_client, url)
+    page = resp.get_data(as_text=True)
+    assert resp.status_code == 422 and "already connected in the portal: open it from the connections" in page
+    assert _count(db) == 1

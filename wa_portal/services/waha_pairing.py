@@ -30,6 +30,7 @@ from ..providers.waha import WahaProvider
 from . import connections, phones
 from .clinic_settings import Validation
 from .connect import route_conflict
+from .webhooks import forget_routes
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +142,16 @@ def start(*, clinic: Clinic, values: Mapping[str, Any], base_url: str) -> Connec
         "webhook_hmac_key": secrets.token_hex(32),
         "display_phone": values.get("display_phone") or "",
     }
-    conflict = route_conflict("waha", settings)
-    if conflict:
-        raise PairingError(conflict)
+    taken = connections.candidates_for("waha", WahaProvider.route_keys_for_settings(settings))
+    resumed = next(
+        (c for c in taken if c.clinic_id == clinic.id and c.status != ConnectionStatus.CONNECTED), None
+    )
+    if resumed is None and route_conflict("waha", settings):
+        ours = any(c.clinic_id == clinic.id for c in taken)
+        raise PairingError(
+            "This WAHA session is already connected in the portal: "
+            + ("open it from the connections page." if ours else "choose another session name.")
+        )
     adapter = WahaProvider(settings)
     webhook_url = base_url.rstrip("/") + "/webhooks/waha"
     try:
@@ -151,12 +159,20 @@ def start(*, clinic: Clinic, values: Mapping[str, Any], base_url: str) -> Connec
     except ProviderError as exc:
         log.info("waha pairing for clinic %s refused: %s", clinic.id, exc.kind.value)
         raise PairingError(_explain(exc)) from exc
-    conn = connections.create_connection(
-        clinic=clinic, provider="waha", settings=settings, label=values.get("label") or ""
-    )
+    if resumed is not None:  # a pairing this clinic started and never finished: carry on with it
+        conn = resumed
+        plain, secret = connections.split_settings("waha", settings)
+        conn.config = plain
+        connections.set_secrets(conn, secret)
+        conn.label = values.get("label") or conn.label
+    else:
+        conn = connections.create_connection(
+            clinic=clinic, provider="waha", settings=settings, label=values.get("label") or ""
+        )
     conn.status = ConnectionStatus.PENDING
     conn.status_detail = "Waiting for the phone to be linked."
     db.session.commit()
+    forget_routes()  # the new signing key applies at once here; other processes within ROUTE_TTL
     return conn
 
 
