@@ -22,14 +22,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from . import http
-from .base import WebhookError
+from .base import ProviderError, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +88,7 @@ def _public_key(url: str) -> Any:
         key = _certs.get(url)
     if key is not None:
         return key
-    resp = requests.get(
-        url, timeout=(http.CONNECT_TIMEOUT, http.READ_TIMEOUT), stream=True, allow_redirects=False
-    )
+    resp = http.request("GET", url, provider="Amazon SNS", stream=True, allow_redirects=False)
     with resp:
         if resp.status_code != 200:
             raise WebhookError(f"the signing certificate could not be fetched (HTTP {resp.status_code})")
@@ -132,7 +129,7 @@ def verify(data: Mapping[str, Any], *, endpoint_url: str | None = None) -> bool:
         signature = base64.b64decode(str(data.get("Signature") or ""), validate=True)
         key = _public_key(cert_url)
         key.verify(signature, string_to_sign(data), padding.PKCS1v15(), digest)
-    except (binascii.Error, ValueError, InvalidSignature, WebhookError, requests.RequestException) as exc:
+    except (binascii.Error, ValueError, InvalidSignature, WebhookError, ProviderError) as exc:
         log.info("sns: signature check failed (%s)", type(exc).__name__)
         return False
     return True

@@ -18,7 +18,7 @@ from .. import CSP
 from ..models import Connection, Role
 from ..services import clinic_settings, connections
 from ..services import connect as svc
-from .decorators import render_page_or_fragment, roles_required, wants_fragment
+from .decorators import public_base_url, render_page_or_fragment, roles_required, wants_fragment
 
 bp = Blueprint("connect", __name__, url_prefix="/settings/connections")
 
@@ -35,11 +35,6 @@ SIGNUP_CSP = (
     .replace("img-src 'self'", "img-src 'self' https://*.facebook.com https://*.fbcdn.net")
     + "; frame-src https://*.facebook.com"
 )
-
-
-def _base_url() -> str:
-    """Where providers must call: PUBLIC_BASE_URL, else the address this page was opened on."""
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url
 
 
 def _provider_or_404(provider: str) -> str:
@@ -98,7 +93,7 @@ def _form_page(
         "schema": svc.form_fields(provider),
         "conn": conn,
         "secrets_set": svc.secret_names_set(conn) if conn is not None else set(),
-        "view": clinic_settings.connection_view(conn, base_url=_base_url()) if conn is not None else None,
+        "view": None if conn is None else clinic_settings.connection_view(conn, base_url=public_base_url()),
         "embedded_signup": embedded,
         "signup": signup or {},
     }
@@ -152,8 +147,8 @@ def _created(conn: Connection, *, signup: bool):
     body = render_template(
         "settings/connect_done.html",
         conn=conn,
-        view=clinic_settings.connection_view(conn, base_url=_base_url()),
-        webhook_url=connections.webhook_url(conn, _base_url()),
+        view=clinic_settings.connection_view(conn, base_url=public_base_url()),
+        webhook_url=connections.webhook_url(conn, public_base_url()),
         verify_token=shown_verify_token,
         signup=signup,
     )
@@ -220,7 +215,7 @@ def _set_active(connection_id: int, active: bool):
     return render_page_or_fragment(
         "settings/connections.html",
         "settings/_connection_row.html",
-        r=clinic_settings.connection_view(conn, base_url=_base_url()),
+        r=clinic_settings.connection_view(conn, base_url=public_base_url()),
         tz=current_user.clinic.timezone,
     )
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import abort, make_response, render_template
+from flask import abort, current_app, make_response, render_template
 from flask_login import current_user, login_required
 from htmx_flask import request
 
@@ -39,3 +39,8 @@ def render_page_or_fragment(page: str, fragment: str, **ctx: Any):
     resp = make_response(render_template(fragment if wants_fragment() else page, **ctx))
     resp.headers["Vary"] = "HX-Request"
     return resp
+
+
+def public_base_url() -> str:
+    """Where providers must call us: PUBLIC_BASE_URL, else the address this page was opened on."""
+    return (current_app.config.get("PUBLIC_BASE_URL") or request.host_url).rstrip("/")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask_login import current_user, login_required
 
 from ..services import connections, sandbox
 from ..services.phones import InvalidPhone, normalize
+from .decorators import public_base_url
 from .forms import SandboxMessageForm
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -22,10 +23,6 @@ def _connection():
     return next((c for c in conns if c.id == wanted), conns[0])
 
 
-def _base_url() -> str:
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url.rstrip("/")
-
-
 def _phone(raw: str | None) -> str:
     try:
         return normalize(raw or DEFAULT_PATIENT, current_user.clinic.country)
@@ -39,7 +36,7 @@ def phone():
     conn = _connection()
     patient = _phone(request.args.get("phone"))
     form = SandboxMessageForm(phone=patient, name=request.args.get("name", "Maria Lopez"))
-    sandbox.acknowledge(conn, patient_phone=patient, base_url=_base_url())
+    sandbox.acknowledge(conn, patient_phone=patient, base_url=public_base_url())
     return render_template(
         "sandbox/phone.html", conn=conn, patient=patient, form=form, log=sandbox.phone_log(conn, patient)
     )
@@ -50,7 +47,7 @@ def phone():
 def phone_log():
     conn = _connection()
     patient = _phone(request.args.get("phone"))
-    sandbox.acknowledge(conn, patient_phone=patient, base_url=_base_url())
+    sandbox.acknowledge(conn, patient_phone=patient, base_url=public_base_url())
     return render_template(
         "sandbox/_log.html", conn=conn, patient=patient, log=sandbox.phone_log(conn, patient)
     )
@@ -69,7 +66,7 @@ def phone_send():
             patient_phone=patient,
             patient_name=(form.name.data or "").strip() or "Patient",
             text=form.text.data.strip(),
-            base_url=_base_url(),
+            base_url=public_base_url(),
             button_payload=request.form.get("button_payload") or None,
         )
     else:

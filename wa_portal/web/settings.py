@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, RadioField, SelectChoice, SelectField, StringField, TextAreaField
 
 from ..models import Role
 from ..services import clinic_settings as svc
-from .decorators import render_page_or_fragment, roles_required, wants_fragment
+from .decorators import public_base_url, render_page_or_fragment, roles_required, wants_fragment
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -141,17 +141,12 @@ def save_messaging():
 # --- connections -----------------------------------------------------------------------------------
 
 
-def _base_url() -> str:
-    """Where providers must call: PUBLIC_BASE_URL, else the address this page was opened on."""
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url
-
-
 @bp.get("/connections")
 @roles_required(Role.ADMIN)
 def connections():
     return render_template(
         "settings/connections.html",
-        rows=svc.connection_views(current_user.clinic_id, base_url=_base_url()),
+        rows=svc.connection_views(current_user.clinic_id, base_url=public_base_url()),
         tz=current_user.clinic.timezone,
     )
 
@@ -161,7 +156,7 @@ def connections():
 def check_connection(connection_id: int):
     # CSRFProtect (app-wide) has already refused a POST without a valid token.
     row = svc.check_connection(
-        clinic_id=current_user.clinic_id, connection_id=connection_id, base_url=_base_url()
+        clinic_id=current_user.clinic_id, connection_id=connection_id, base_url=public_base_url()
     )
     if not wants_fragment():
         flash(f"{row.conn.label or row.provider_name}: {row.conn.status}.", "success")

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..models import Role
 from ..services import connections, waha_pairing
-from .decorators import render_page_or_fragment, roles_required
+from .decorators import public_base_url, render_page_or_fragment, roles_required
 
 bp = Blueprint("waha_pair", __name__, url_prefix="/settings/connections")
 
 FIELDS = ("label", "base_url", "api_key", "session", "display_phone")
-
-
-def _base_url() -> str:
-    """Where WAHA must call: PUBLIC_BASE_URL, else the address this page was opened on."""
-    return current_app.config.get("PUBLIC_BASE_URL") or request.host_url
 
 
 def _waha_connection(connection_id: int):  # type: ignore[no-untyped-def]
@@ -49,7 +44,8 @@ def create():
     if not result.ok:
         return render_template("settings/waha_new.html", values=shown, errors=result.errors), 422
     try:
-        conn = waha_pairing.start(clinic=current_user.clinic, values=result.values, base_url=_base_url())
+        base_url = public_base_url()
+        conn = waha_pairing.start(clinic=current_user.clinic, values=result.values, base_url=base_url)
     except waha_pairing.PairingError as exc:
         return render_template("settings/waha_new.html", values=shown, errors={}, form_error=str(exc)), 422
     return redirect(url_for("waha_pair.pair", connection_id=conn.id))  # the trail reads the id from here
@@ -92,7 +88,7 @@ def qr(connection_id: int):
 def restart(connection_id: int):
     conn = _waha_connection(connection_id)
     try:
-        waha_pairing.restart(conn, base_url=_base_url())
+        waha_pairing.restart(conn, base_url=public_base_url())
     except waha_pairing.PairingError as exc:
         return _status_page(conn, str(exc))
     return _status_page(conn)
